@@ -1,0 +1,12 @@
+//! rdpdiag: a TLS/NLA-aware diagnostic proxy for Remote Desktop negotiation failures.
+//!
+//! The core (`wire`, `session`) is sans-IO: it never touches sockets, files or clocks.
+//! `relay` (tokio) and `cli` are the I/O shell.
+
+#[forbid(unsafe_code)]
+#[warn(clippy::indexing_slicing)]
+pub mod wire;
+
+#[forbid(unsafe_code)]
+#[warn(clippy::indexing_slicing)]
+pub mod session;

@@ -1,0 +1,59 @@
+//! The event stream: what the framers decoded, in order, with time, direction and offset.
+
+use serde::Serialize;
+
+use super::{CloseKind, ConnectFailure, Direction, Micros, Phase, Side};
+use crate::wire::DecodeError;
+use crate::wire::x224::{ConnectionConfirm, ConnectionRequest};
+
+/// One decoded event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub at: Micros,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<Direction>,
+    /// Offset of the PDU / record in its direction's stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// The phase the connection was in when the event happened.
+    pub phase: Phase,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The proxy's TCP connection to the host is up.
+    TcpConnected,
+    /// The TCP connection to the host failed.
+    ConnectFailed {
+        failure: ConnectFailure,
+    },
+    ConnectionRequest {
+        pdu: ConnectionRequest,
+        len: usize,
+    },
+    ConnectionConfirm {
+        pdu: ConnectionConfirm,
+        len: usize,
+    },
+    /// Bytes that do not decode; the stream is not inspected any further in that direction.
+    Malformed {
+        error: DecodeError,
+    },
+    /// A side closed its sending direction (or the connection was reset).
+    Closed {
+        side: Side,
+        kind: CloseKind,
+    },
+    /// No progress for too long.
+    Stalled {
+        idle: Micros,
+    },
+    /// A free-form note (inference, anomaly).
+    Note {
+        text: String,
+    },
+}

@@ -1,0 +1,1 @@
+//! Per-direction framing: splits a byte stream into PDUs / records according to the phase.
