@@ -592,3 +592,388 @@ pub fn problems(cert: &CertSummary, now: i64, expected_name: Option<&str>) -> Ve
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::tls;
+    use proptest::prelude::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+        IsCa, Issuer, KeyPair, SanType, date_time_ymd,
+    };
+
+    /// 2025-06-01 00:00:00 UTC.
+    const NOW: i64 = 1_748_736_000;
+
+    fn ids(p: &[CertProblem]) -> Vec<&'static str> {
+        p.iter().map(CertProblem::id).collect()
+    }
+
+    /// The leaf certificate of a TLS fixture's server flight.
+    fn capture_leaf(name: &str) -> Vec<u8> {
+        let p = format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"));
+        let stream = std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
+        let mut r = tls::HandshakeReassembler::new();
+        let mut pos = 0;
+        while let Some((h, frag)) = tls::split_record(&stream[pos..]).unwrap() {
+            if h.content_type == tls::ContentType::HANDSHAKE {
+                for m in r.push(frag, 0) {
+                    let m = m.unwrap();
+                    if m.msg_type == tls::handshake_type::CERTIFICATE {
+                        return tls::parse_certificate(&m.body, false).unwrap().remove(0);
+                    }
+                }
+            }
+            pos += h.total_len();
+        }
+        panic!("no certificate in {name}");
+    }
+
+    fn pem_fixture(name: &str) -> CertSummary {
+        let p = format!("{}/tests/fixtures/x509/{name}", env!("CARGO_MANIFEST_DIR"));
+        let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&bytes).unwrap();
+        summarize(&pem.contents).unwrap()
+    }
+
+    #[test]
+    fn zeek_no_cookie_certificate() {
+        let s = summarize(&capture_leaf("zeek_no_cookie.server.bin")).unwrap();
+        assert_eq!(s.subject, "CN=CLK-456040-D.one.phoenix.gov");
+        assert_eq!(s.issuer, s.subject);
+        assert_eq!(
+            s.subject_cn.as_deref(),
+            Some("CLK-456040-D.one.phoenix.gov")
+        );
+        assert!(s.sans.is_empty());
+        assert_eq!(s.serial, "785897AEAAABC0BD4AC73F6EB275D540");
+        assert_eq!(s.not_before, 1_730_589_559); // 2024-11-02 23:19:19 UTC
+        assert_eq!(s.not_after, 1_746_400_759); // 2025-05-04 23:19:19 UTC
+        assert_eq!(s.signature_algorithm, "sha256WithRSAEncryption");
+        assert_eq!(s.signature_algorithm_oid, "1.2.840.113549.1.1.11");
+        assert_eq!((s.key_type.as_str(), s.key_bits), ("RSA", 2048));
+        assert!(s.eku_present);
+        assert_eq!(s.ekus, ["serverAuth"]);
+        assert!(s.self_signed);
+        assert!(!s.is_ca);
+        assert_eq!(
+            s.sha256_fingerprint,
+            "2f24fa5efe1c62447b32aa41af38c4176d03a62ca9c3c8d491946ed283b86cca"
+        );
+        assert_eq!(
+            s.sha1_fingerprint,
+            "a19f39ecaa2c05a4e32403d0a718f34ed53cc526"
+        );
+        assert!(s.anomalies.is_empty(), "{:?}", s.anomalies);
+        assert_eq!(
+            s.one_line(),
+            "CN=CLK-456040-D.one.phoenix.gov, issuer CN=CLK-456040-D.one.phoenix.gov \
+             (self-signed), RSA 2048, sha256WithRSAEncryption, valid 2024-11-02..2025-05-04"
+        );
+        // At capture time (2025-02-18 15:50:44 UTC), reached by IP as in the capture.
+        let p = problems(&s, 1_739_893_844, Some("10.132.153.76"));
+        assert_eq!(ids(&p), ["self_signed", "name_mismatch"]);
+        assert_eq!(
+            p[1],
+            CertProblem::NameMismatch {
+                expected: "10.132.153.76".to_owned(),
+                names: vec!["CLK-456040-D.one.phoenix.gov".to_owned()],
+            }
+        );
+        assert_eq!(
+            ids(&problems(
+                &s,
+                1_739_893_844,
+                Some("clk-456040-d.ONE.phoenix.gov.")
+            )),
+            ["self_signed"]
+        );
+        // A year later it has expired.
+        let p = problems(&s, 1_746_400_759 + 86_400 * 30, None);
+        assert_eq!(p[0], CertProblem::Expired { days_ago: 30 });
+    }
+
+    #[test]
+    fn ndpi_rdp_certificate() {
+        let s = summarize(&capture_leaf("ndpi_rdp.server.bin")).unwrap();
+        assert_eq!(s.subject_cn.as_deref(), Some("OFFICE-WIN10-VM"));
+        assert!(s.self_signed);
+        assert_eq!((s.key_type.as_str(), s.key_bits), ("RSA", 2048));
+        assert_eq!(s.signature_algorithm, "sha256WithRSAEncryption");
+        assert_eq!(s.serial, "3DDE271223F54FA148CCA5D217D88B33");
+        assert_eq!((s.not_before, s.not_after), (1_552_992_431, 1_568_803_631));
+        assert_eq!(s.ekus, ["serverAuth"]);
+        assert_eq!(
+            s.sha1_fingerprint,
+            "9ed2c4b491d40cd02ef1d87106f902ff6fc9f93d"
+        );
+        // The client's SNI was the IP literal 192.168.2.142; capture on 2019-05-30.
+        let p = problems(&s, 1_559_207_465, Some("192.168.2.142"));
+        assert_eq!(ids(&p), ["self_signed", "name_mismatch"]);
+        assert_eq!(
+            p[1].to_string(),
+            "the client connected to 192.168.2.142 but the certificate names OFFICE-WIN10-VM"
+        );
+    }
+
+    #[test]
+    fn openssl_made_variants() {
+        let check = |name: &str, want: &[&str]| {
+            let s = pem_fixture(name);
+            let p = problems(&s, s.not_before + 86_400, Some("127.0.0.1"));
+            assert_eq!(ids(&p), want, "{name}: {p:?}");
+            s
+        };
+        let sha1 = check("sha1.pem", &["weak_signature"]);
+        assert_eq!(sha1.signature_algorithm, "sha1WithRSAEncryption");
+        assert_eq!(sha1.sans, ["IP:127.0.0.1", "DNS:localhost"]);
+        assert_eq!(sha1.issuer, "CN=rdpdiag testbed CA");
+        let short = check("rsa1024.pem", &["short_key"]);
+        assert_eq!(
+            problems(&short, short.not_before + 86_400, None)[0],
+            CertProblem::ShortKey {
+                key_type: "RSA".to_owned(),
+                bits: 1024
+            }
+        );
+        let cs = check("codesign.pem", &["no_server_auth_eku"]);
+        assert_eq!(cs.ekus, ["codeSigning"]);
+        let ss = check("selfsigned.pem", &["self_signed"]);
+        assert!(!ss.is_ca);
+        let ca = pem_fixture("ca.pem");
+        assert!(ca.is_ca && ca.self_signed && !ca.eku_present);
+        assert_eq!(
+            ids(&problems(&ca, ca.not_before + 86_400, None)),
+            ["self_signed"]
+        );
+        // "localhost" is in the SANs; the CN (an IP) is ignored when SANs exist.
+        assert!(sha1.matches_name("LOCALHOST"));
+        assert!(!sha1.matches_name("127.0.0.2"));
+    }
+
+    // --- certificates made here with rcgen ---
+
+    struct Ca {
+        issuer: Issuer<'static, KeyPair>,
+    }
+
+    fn ca() -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = dn("rdpdiag test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        Ca {
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    fn dn(cn: &str) -> DistinguishedName {
+        let mut d = DistinguishedName::new();
+        d.push(DnType::CommonName, cn);
+        d
+    }
+
+    /// A leaf for `rds01.corp.example.com` valid 2024-01-01..2026-01-01 with serverAuth, after
+    /// `tweak`.
+    fn leaf_params(tweak: impl FnOnce(&mut CertificateParams)) -> CertificateParams {
+        let mut p = CertificateParams::new(vec!["rds01.corp.example.com".to_owned()]).unwrap();
+        p.distinguished_name = dn("rds01.corp.example.com");
+        p.not_before = date_time_ymd(2024, 1, 1);
+        p.not_after = date_time_ymd(2026, 1, 1);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        tweak(&mut p);
+        p
+    }
+
+    fn signed(ca: &Ca, tweak: impl FnOnce(&mut CertificateParams)) -> CertSummary {
+        let key = KeyPair::generate().unwrap();
+        let cert = leaf_params(tweak).signed_by(&key, &ca.issuer).unwrap();
+        summarize(cert.der()).unwrap()
+    }
+
+    const HOST: Option<&str> = Some("rds01.corp.example.com");
+
+    #[test]
+    fn rcgen_ca_signed_cases() {
+        let ca = ca();
+        let good = signed(&ca, |_| {});
+        assert!(!good.self_signed && !good.is_ca);
+        assert_eq!((good.key_type.as_str(), good.key_bits), ("EC P-256", 256));
+        assert_eq!(good.signature_algorithm, "ecdsa-with-SHA256");
+        assert_eq!(good.issuer, "CN=rdpdiag test CA");
+        assert_eq!(good.sans, ["DNS:rds01.corp.example.com"]);
+        assert!(good.anomalies.is_empty(), "{:?}", good.anomalies);
+        assert_eq!(ids(&problems(&good, NOW, HOST)), Vec::<&str>::new());
+        assert_eq!(ids(&problems(&good, NOW, None)), Vec::<&str>::new());
+
+        let expired = signed(&ca, |p| {
+            p.not_before = date_time_ymd(2020, 1, 1);
+            p.not_after = date_time_ymd(2021, 1, 1);
+        });
+        let p = problems(&expired, NOW, HOST);
+        assert_eq!(ids(&p), ["expired"]);
+        // 2021-01-01 .. 2025-06-01 = 1612 days.
+        assert_eq!(p[0], CertProblem::Expired { days_ago: 1612 });
+
+        let not_yet = signed(&ca, |p| {
+            p.not_before = date_time_ymd(2025, 6, 11);
+            p.not_after = date_time_ymd(2027, 1, 1);
+        });
+        let p = problems(&not_yet, NOW, HOST);
+        assert_eq!(p, [CertProblem::NotYetValid { days_ahead: 10 }]);
+
+        let wrong_name = signed(&ca, |_| {});
+        let p = problems(&wrong_name, NOW, Some("rds02.corp.example.com"));
+        assert_eq!(ids(&p), ["name_mismatch"]);
+
+        let client_auth = signed(&ca, |p| {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        });
+        let p = problems(&client_auth, NOW, HOST);
+        assert_eq!(
+            p,
+            [CertProblem::NoServerAuthEku {
+                ekus: vec!["clientAuth".to_owned()]
+            }]
+        );
+
+        // Remote Desktop Authentication alone is enough for RDP.
+        let rda = signed(&ca, |p| {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(vec![
+                1, 3, 6, 1, 4, 1, 311, 54, 1, 2,
+            ])];
+        });
+        assert_eq!(
+            rda.ekus,
+            ["Remote Desktop Authentication (1.3.6.1.4.1.311.54.1.2)"]
+        );
+        assert_eq!(ids(&problems(&rda, NOW, HOST)), Vec::<&str>::new());
+
+        // No EKU extension at all: any purpose.
+        let no_eku = signed(&ca, |p| p.extended_key_usages.clear());
+        assert!(!no_eku.eku_present);
+        assert_eq!(ids(&problems(&no_eku, NOW, HOST)), Vec::<&str>::new());
+
+        let ip = signed(&ca, |p| {
+            p.subject_alt_names = vec![SanType::IpAddress("10.0.0.5".parse().unwrap())];
+        });
+        assert_eq!(ip.sans, ["IP:10.0.0.5"]);
+        assert_eq!(
+            ids(&problems(&ip, NOW, Some("10.0.0.5"))),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            ids(&problems(&ip, NOW, Some("10.0.0.6"))),
+            ["name_mismatch"]
+        );
+        // The CN names the host but a SAN exists, so the CN does not count.
+        assert_eq!(ids(&problems(&ip, NOW, HOST)), ["name_mismatch"]);
+
+        let wildcard = signed(&ca, |p| {
+            p.subject_alt_names = vec![SanType::DnsName("*.corp.example.com".try_into().unwrap())];
+        });
+        assert!(wildcard.matches_name("RDS07.corp.example.com"));
+        assert!(!wildcard.matches_name("corp.example.com"));
+        assert!(!wildcard.matches_name("a.rds.corp.example.com"));
+
+        let cn_only = signed(&ca, |p| p.subject_alt_names.clear());
+        assert!(cn_only.sans.is_empty());
+        assert_eq!(
+            ids(&problems(&cn_only, NOW, Some("RDS01.corp.example.com"))),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            ids(&problems(&cn_only, NOW, Some("10.0.0.5"))),
+            ["name_mismatch"]
+        );
+    }
+
+    #[test]
+    fn rcgen_self_signed_rsa_sha256() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let cert = leaf_params(|_| {}).self_signed(&key).unwrap();
+        let s = summarize(cert.der()).unwrap();
+        assert!(s.self_signed);
+        assert_eq!((s.key_type.as_str(), s.key_bits), ("RSA", 2048));
+        assert_eq!(s.signature_algorithm, "sha256WithRSAEncryption");
+        let p = problems(&s, NOW, HOST);
+        assert_eq!(ids(&p), ["self_signed"]);
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json[0]["id"], "self_signed");
+        assert!(
+            s.one_line()
+                .contains("(self-signed), RSA 2048, sha256WithRSAEncryption")
+        );
+    }
+
+    #[test]
+    fn problem_ids_match_json_tags() {
+        let all = [
+            CertProblem::Expired { days_ago: 1 },
+            CertProblem::NotYetValid { days_ahead: 2 },
+            CertProblem::SelfSigned,
+            CertProblem::NameMismatch {
+                expected: "a".into(),
+                names: vec![],
+            },
+            CertProblem::WeakSignature {
+                algorithm: "sha1WithRSAEncryption".into(),
+            },
+            CertProblem::ShortKey {
+                key_type: "RSA".into(),
+                bits: 1024,
+            },
+            CertProblem::NoServerAuthEku {
+                ekus: vec!["clientAuth".into()],
+            },
+        ];
+        for p in &all {
+            assert_eq!(serde_json::to_value(p).unwrap()["id"], p.id());
+            let s = p.to_string();
+            assert!(s.starts_with("the "), "{s}");
+        }
+        assert_eq!(
+            all[0].to_string(),
+            "the certificate expired 1 day ago (check the client's clock too)"
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let e = summarize(&[0x30, 0x03, 0x02, 0x01, 0x00]).unwrap_err();
+        assert_eq!((e.field, e.offset), ("Certificate", 0));
+        assert!(summarize(&[]).is_err());
+        let der = capture_leaf("ndpi_rdp.server.bin");
+        for n in [1, 4, 100, der.len() - 1] {
+            assert!(summarize(&der[..n]).is_err(), "cut at {n}");
+        }
+        let mut long = der.clone();
+        long.extend_from_slice(&[0, 0]);
+        let s = summarize(&long).unwrap();
+        assert_eq!(s.anomalies.len(), 1);
+        // The fingerprint covers the certificate only.
+        assert_eq!(
+            s.sha1_fingerprint,
+            "9ed2c4b491d40cd02ef1d87106f902ff6fc9f93d"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn summarize_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = summarize(&buf);
+        }
+
+        #[test]
+        fn mutated_certificate_never_panics(i in 0usize..1000, v in any::<u8>()) {
+            let mut der = capture_leaf("zeek_no_cookie.server.bin");
+            let i = i % der.len();
+            der[i] = v;
+            if let Ok(s) = summarize(&der) {
+                let _ = problems(&s, NOW, Some("x"));
+                let _ = s.one_line();
+            }
+        }
+    }
+}
