@@ -266,7 +266,7 @@ fn ser_len<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
 /// (record start + 5). Memory is bounded: a header claiming more than [`MAX_HANDSHAKE_LEN`] is an
 /// error before anything is buffered for it. After an error the buffered bytes are dropped and
 /// the next push is taken to start at a message boundary.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HandshakeReassembler {
     /// Bytes of messages not yet complete.
     buf: Vec<u8>,
