@@ -375,13 +375,13 @@ fn locate_user_data<'a>(
     gcc: &'a [u8],
     base: usize,
     key: &[u8; 4],
-    check_connect_len: bool,
+    is_request: bool,
     anomalies: &mut Vec<String>,
 ) -> Result<Option<(usize, &'a [u8])>, DecodeError> {
     let mut c = ReadCursor::new(gcc);
     if gcc.starts_with(&T124_OID) {
         c.skip(T124_OID.len(), "t124Identifier")?;
-        if check_connect_len {
+        if is_request {
             let at = c.pos();
             match read_per_length(&mut c, "connectPDU length") {
                 Ok(len) if len != c.remaining() => anomalies.push(format!(
@@ -409,7 +409,7 @@ fn locate_user_data<'a>(
     let mut c = ReadCursor::new(gcc);
     c.skip(key_at + key.len(), "H.221 key")?;
     let len_at = c.pos();
-    let field = if check_connect_len {
+    let field = if is_request {
         "ConferenceCreateRequest.userData.length"
     } else {
         "ConferenceCreateResponse.userData.length"
@@ -937,5 +937,391 @@ fn patch_u32_le(buf: &mut [u8], offset: usize, value: u32) -> bool {
             true
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A TS_UD block: type, length (header included), body.
+    fn block(kind: u16, body: &[u8]) -> Vec<u8> {
+        let len = u16::try_from(body.len() + 4).unwrap();
+        [&kind.to_le_bytes()[..], &len.to_le_bytes(), body].concat()
+    }
+
+    /// A CS_CORE body (after the header) of `len` bytes with recognisable values.
+    fn cs_core_body(len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        let put = |b: &mut Vec<u8>, at: usize, v: &[u8]| {
+            if at + v.len() <= b.len() {
+                b[at..at + v.len()].copy_from_slice(v);
+            }
+        };
+        // Offsets here are from the block start minus the 4-byte header.
+        put(&mut b, 0, &0x0008_0004u32.to_le_bytes()); // version
+        put(&mut b, 4, &800u16.to_le_bytes()); // desktopWidth
+        put(&mut b, 6, &600u16.to_le_bytes()); // desktopHeight
+        put(&mut b, 12, &0x0407u32.to_le_bytes()); // keyboardLayout de-DE
+        put(&mut b, 16, &26100u32.to_le_bytes()); // clientBuild
+        put(&mut b, 20, &[0x3d, 0xd8, 0x00, 0xde, b'X', 0]); // clientName: U+1F600, "X"
+        put(&mut b, 140, &0x0001u16.to_le_bytes()); // earlyCapabilityFlags
+        put(&mut b, 208, &0x0000_0002u32.to_le_bytes()); // serverSelectedProtocol HYBRID
+        b
+    }
+
+    const OID_AND_CCRQ: [u8; 21] = [
+        0x00, 0x05, 0x00, 0x14, 0x7c, 0x00, 0x01, // t124Identifier
+        0x00, // connectPDU length: patched by `wrap_request`
+        0x00, 0x08, 0x00, 0x10, 0x00, 0x01, 0xc0, // CCrq header up to the key
+        0x00, b'D', b'u', b'c', b'a', // H.221 key
+        0x00, // user data length: patched by `wrap_request`
+    ];
+
+    /// A ConnectData + ConferenceCreateRequest around `blocks` (under 128 bytes).
+    fn wrap_request(blocks: &[u8]) -> Vec<u8> {
+        let mut v = OID_AND_CCRQ.to_vec();
+        v[7] = u8::try_from(13 + blocks.len()).unwrap();
+        v[20] = u8::try_from(blocks.len()).unwrap();
+        v.extend_from_slice(blocks);
+        v
+    }
+
+    #[test]
+    fn encryption_methods_read_as_names() {
+        assert_eq!(EncryptionMethods(0).to_string(), "NONE(0x0)");
+        assert_eq!(
+            EncryptionMethods(0x1b).to_string(),
+            "40BIT|128BIT|56BIT|FIPS(0x1b)"
+        );
+        assert_eq!(EncryptionMethods(0x22).to_string(), "128BIT|0x20(0x22)");
+        assert!(EncryptionMethods(0x0b).contains(EncryptionMethods::BIT_128));
+        assert!(!EncryptionMethods(0x0b).contains(EncryptionMethods::FIPS));
+        assert_eq!(
+            serde_json::to_string(&EncryptionMethods::BIT_128).unwrap(),
+            "\"128BIT(0x2)\""
+        );
+    }
+
+    #[test]
+    fn encryption_levels_read_as_names() {
+        assert_eq!(EncryptionLevel::FIPS.name(), Some("FIPS"));
+        assert_eq!(EncryptionLevel(2).to_string(), "CLIENT_COMPATIBLE(2)");
+        assert_eq!(EncryptionLevel(9).name(), None);
+        assert_eq!(EncryptionLevel(9).to_string(), "unknown(0x9)");
+        assert_eq!(
+            serde_json::to_string(&EncryptionLevel::NONE).unwrap(),
+            "\"NONE(0)\""
+        );
+    }
+
+    #[test]
+    fn client_blocks_with_offsets_from_base() {
+        let blocks = [
+            block(CS_CORE, &cs_core_body(212)),
+            block(CS_SECURITY, &[0, 0, 0, 0, 0x02, 0, 0, 0]), // French locale: ext only
+            block(0xC0FF, &[1, 2, 3]),                        // unknown type: skipped
+            block(CS_MULTITRANSPORT, &0x0305u32.to_le_bytes()),
+        ]
+        .concat();
+        let d = decode_client_blocks(&blocks, 100);
+        assert!(d.anomalies.is_empty(), "{:?}", d.anomalies);
+        let core = d.core.unwrap();
+        assert_eq!(core.version, 0x0008_0004);
+        assert_eq!((core.desktop_width, core.desktop_height), (800, 600));
+        assert_eq!(core.keyboard_layout, 0x0407);
+        assert_eq!(core.client_build, 26100);
+        assert_eq!(core.client_name, "\u{1F600}X");
+        assert_eq!(core.early_capability_flags, Some(1));
+        assert_eq!(core.server_selected_protocol, Some(Protocols::HYBRID));
+        // base 100 + header 4 + body offset 208.
+        assert_eq!(core.server_selected_protocol_offset, Some(312));
+        let sec = d.security.unwrap();
+        assert_eq!(sec.encryption_methods, EncryptionMethods::NONE);
+        assert_eq!(sec.offered(), EncryptionMethods::BIT_128);
+        assert_eq!(d.multitransport_flags, Some(0x0305));
+        assert_eq!(d.cluster_flags, None);
+
+        let mut patched = vec![0u8; 100];
+        patched.extend_from_slice(&blocks);
+        assert!(patch_server_selected_protocol(
+            &mut patched,
+            312,
+            Protocols::SSL
+        ));
+        let again = decode_client_blocks(&patched[100..], 100);
+        assert_eq!(
+            again.core.unwrap().server_selected_protocol,
+            Some(Protocols::SSL)
+        );
+    }
+
+    #[test]
+    fn short_cs_core_blocks() {
+        // Mandatory part only (132 bytes with header): no optional fields, no anomaly.
+        let d = decode_client_blocks(&block(CS_CORE, &cs_core_body(128)), 0);
+        let core = d.core.unwrap();
+        assert_eq!(core.early_capability_flags, None);
+        assert_eq!(core.server_selected_protocol, None);
+        assert!(d.anomalies.is_empty(), "{:?}", d.anomalies);
+        // Shorter than the mandatory part but with clientName: decoded, with an anomaly.
+        let d = decode_client_blocks(&block(CS_CORE, &cs_core_body(60)), 0);
+        assert_eq!(d.core.unwrap().client_build, 26100);
+        assert_eq!(d.anomalies.len(), 1, "{:?}", d.anomalies);
+        // Too short for clientName: no core.
+        let d = decode_client_blocks(&block(CS_CORE, &cs_core_body(40)), 7);
+        assert_eq!(d.core, None);
+        assert!(d.anomalies[0].contains("offset 7"), "{:?}", d.anomalies);
+    }
+
+    #[test]
+    fn broken_block_walks_stop_with_anomalies() {
+        // Length 2 (< header): stop there, earlier blocks kept.
+        let mut blocks = block(CS_CLUSTER, &[0x0d, 0, 0, 0, 0, 0, 0, 0]);
+        blocks.extend_from_slice(&[0x02, 0xc0, 0x02, 0x00, 0xff, 0xff]);
+        let d = decode_client_blocks(&blocks, 10);
+        assert_eq!(d.cluster_flags, Some(0x0d));
+        assert_eq!(d.anomalies.len(), 1);
+        assert!(d.anomalies[0].contains("offset 22"), "{:?}", d.anomalies);
+        // Three stray bytes after the last block.
+        let mut blocks = block(CS_CLUSTER, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        blocks.extend_from_slice(&[1, 2, 3]);
+        let d = decode_client_blocks(&blocks, 0);
+        assert!(d.anomalies[0].contains("3 stray byte(s) at offset 12"));
+        // The same block twice: the second wins, and it is reported.
+        let blocks = [
+            block(CS_SECURITY, &[0x01, 0, 0, 0, 0, 0, 0, 0]),
+            block(CS_SECURITY, &[0x02, 0, 0, 0, 0, 0, 0, 0]),
+        ]
+        .concat();
+        let d = decode_client_blocks(&blocks, 0);
+        assert_eq!(
+            d.security.unwrap().encryption_methods,
+            EncryptionMethods::BIT_128
+        );
+        assert!(d.anomalies[0].contains("repeats"), "{:?}", d.anomalies);
+        // CS_SECURITY too short for encryptionMethods.
+        let d = decode_client_blocks(&block(CS_SECURITY, &[1, 0]), 0);
+        assert_eq!(d.security, None);
+        assert!(d.anomalies[0].contains("CS_SECURITY.encryptionMethods at offset 4"));
+    }
+
+    #[test]
+    fn cs_net_count_never_outruns_the_bytes() {
+        let mut body = 40u32.to_le_bytes().to_vec(); // channelCount 40: above 31, and a lie
+        body.extend_from_slice(b"rdpdr\0\0\0");
+        body.extend_from_slice(&0x8080_0000u32.to_le_bytes());
+        body.extend_from_slice(b"drdynvc\0");
+        body.extend_from_slice(&0xc080_0000u32.to_le_bytes());
+        let d = decode_client_blocks(&block(CS_NET, &body), 0);
+        assert_eq!(d.channels, ["rdpdr", "drdynvc"]);
+        assert_eq!(d.anomalies.len(), 2, "{:?}", d.anomalies);
+        // u32::MAX channels with none present.
+        let d = decode_client_blocks(&block(CS_NET, &u32::MAX.to_le_bytes()), 0);
+        assert!(d.channels.is_empty());
+    }
+
+    #[test]
+    fn server_blocks_and_certificates() {
+        // Encryption on, but no lengths: method and level kept, anomaly.
+        let d = decode_server_blocks(&block(SC_SECURITY, &[1, 0, 0, 0, 1, 0, 0, 0]), 0);
+        let sec = d.security.unwrap();
+        assert_eq!(sec.encryption_method, EncryptionMethods::BIT_40);
+        assert_eq!(sec.encryption_level, EncryptionLevel::LOW);
+        assert_eq!(d.anomalies.len(), 1);
+
+        // X.509 chain: 3 blobs announced, the second one's cbCert lies.
+        let mut cert = 0x8000_0002u32.to_le_bytes().to_vec(); // X.509, temporary
+        cert.extend_from_slice(&3u32.to_le_bytes()); // NumCertBlobs
+        cert.extend_from_slice(&2u32.to_le_bytes()); // cbCert
+        cert.extend_from_slice(&[0x30, 0x00]); // a tiny DER
+        cert.extend_from_slice(&1000u32.to_le_bytes()); // cbCert: too long
+        cert.extend_from_slice(&[0x30, 0x00]);
+        let mut body = vec![2, 0, 0, 0, 2, 0, 0, 0]; // 128-bit, client compatible
+        body.extend_from_slice(&32u32.to_le_bytes());
+        body.extend_from_slice(&u32::try_from(cert.len()).unwrap().to_le_bytes());
+        body.extend_from_slice(&[0xaa; 32]);
+        body.extend_from_slice(&cert);
+        let d = decode_server_blocks(&block(SC_SECURITY, &body), 50);
+        let sec = d.security.unwrap();
+        assert_eq!(sec.cert_kind, Some(CertKind::X509));
+        assert!(sec.cert_temporary);
+        // base 50 + header 4 + 16 fixed bytes + 32 random.
+        let cert_at = 50 + 4 + 16 + 32;
+        assert_eq!(
+            sec.cert,
+            Some(ByteSpan {
+                offset: cert_at,
+                len: cert.len()
+            })
+        );
+        assert_eq!(
+            sec.x509_chain,
+            [ByteSpan {
+                offset: cert_at + 12,
+                len: 2
+            }]
+        );
+        assert_eq!(d.anomalies.len(), 1, "{:?}", d.anomalies);
+        assert!(d.anomalies[0].contains("cbCert 1000"));
+
+        // An unknown certificate version is kept.
+        let mut body = vec![2, 0, 0, 0, 3, 0, 0, 0];
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&4u32.to_le_bytes());
+        body.extend_from_slice(&7u32.to_le_bytes());
+        let d = decode_server_blocks(&block(SC_SECURITY, &body), 0);
+        assert_eq!(d.security.unwrap().cert_kind, Some(CertKind::Unknown(7)));
+        assert!(d.anomalies.iter().any(|a| a.contains("serverRandomLen")));
+
+        // SC_NET whose channelCount claims more IDs than present; SC_CORE of 8 bytes.
+        let blocks = [
+            block(SC_CORE, &0x0008_0001u32.to_le_bytes()),
+            block(SC_NET, &[0xeb, 0x03, 0x05, 0x00, 0xec, 0x03]),
+            block(SC_MULTITRANSPORT, &0x101u32.to_le_bytes()),
+        ]
+        .concat();
+        let d = decode_server_blocks(&blocks, 0);
+        let core = d.core.unwrap();
+        assert_eq!(
+            (core.version, core.client_requested_protocols),
+            (0x0008_0001, None)
+        );
+        assert_eq!(core.client_requested_protocols_offset, None);
+        assert_eq!(
+            d.net,
+            Some(ServerNet {
+                io_channel: 1003,
+                channel_ids: vec![1004]
+            })
+        );
+        assert_eq!(d.multitransport_flags, Some(0x101));
+        assert_eq!(d.anomalies.len(), 1, "{:?}", d.anomalies);
+    }
+
+    #[test]
+    fn request_wrapper_oddities() {
+        let blocks = block(CS_SECURITY, &[0x03, 0, 0, 0, 0, 0, 0, 0]);
+        let gcc = wrap_request(&blocks);
+        let d = decode_conference_create_request(&gcc, 0).unwrap();
+        assert_eq!(
+            d.security.as_ref().unwrap().encryption_methods,
+            EncryptionMethods(3)
+        );
+        assert!(d.anomalies.is_empty(), "{:?}", d.anomalies);
+
+        // connectPDU length off by one: an anomaly naming its offset.
+        let mut g = gcc.clone();
+        g[7] += 1;
+        let d = decode_conference_create_request(&g, 1000).unwrap();
+        assert!(d.security.is_some());
+        assert!(d.anomalies[0].contains("offset 1007"), "{:?}", d.anomalies);
+
+        // Another OID: still decoded, with an anomaly.
+        let mut g = gcc.clone();
+        g[4] = 0x7d;
+        let d = decode_conference_create_request(&g, 0).unwrap();
+        assert!(d.security.is_some());
+        assert_eq!(d.anomalies.len(), 1, "{:?}", d.anomalies);
+
+        // No "Duca": nothing decoded, one anomaly, no error.
+        let mut g = gcc.clone();
+        g[16] = b'X';
+        let d = decode_conference_create_request(&g, 0).unwrap();
+        assert_eq!(d.security, None);
+        assert!(d.anomalies[0].contains("Duca"), "{:?}", d.anomalies);
+
+        // A fragmented PER length after the key is refused.
+        let mut g = gcc.clone();
+        g[20] = 0xc1;
+        let e = decode_conference_create_request(&g, 5).unwrap_err();
+        assert_eq!(
+            (e.field, e.offset),
+            ("ConferenceCreateRequest.userData.length", 25)
+        );
+        // Cut inside the user data length: an error, not a panic.
+        let e = decode_conference_create_request(&gcc[..20], 0).unwrap_err();
+        assert_eq!(e.offset, 20);
+    }
+
+    #[test]
+    fn response_with_a_gcc_failure() {
+        let blocks = block(SC_CORE, &[4, 0, 8, 0, 3, 0, 0, 0]);
+        let mut gcc = vec![
+            0x00, 0x05, 0x00, 0x14, 0x7c, 0x00, 0x01, // t124Identifier
+            0x2a, // connectPDU length (ignored)
+            0x14, 0x76, 0x0a, 0x01, 0x01, // CCrsp, nodeID, tag 1
+            0x01, // result userRejected
+            0x01, 0xc0, 0x00, b'M', b'c', b'D', b'n', // key
+        ];
+        gcc.push(u8::try_from(blocks.len()).unwrap());
+        gcc.extend_from_slice(&blocks);
+        let d = decode_conference_create_response(&gcc, 0).unwrap();
+        assert_eq!(d.gcc_result, Some(1));
+        assert_eq!(gcc_result_name(1), "userRejected");
+        assert_eq!(
+            d.core.unwrap().client_requested_protocols,
+            Some(Protocols(3))
+        );
+        assert_eq!(d.anomalies.len(), 1, "{:?}", d.anomalies);
+        assert!(d.anomalies[0].contains("userRejected"));
+    }
+
+    #[test]
+    fn every_cut_of_the_blocks_is_safe() {
+        let blocks = [
+            block(CS_CORE, &cs_core_body(230)),
+            block(CS_SECURITY, &[0x1b, 0, 0, 0, 0, 0, 0, 0]),
+            block(
+                CS_NET,
+                &[
+                    1, 0, 0, 0, b'r', b'a', b'i', b'l', 0, 0, 0, 0, 0, 0, 0, 0x80,
+                ],
+            ),
+        ]
+        .concat();
+        let whole = decode_client_blocks(&blocks, 0);
+        assert!(whole.anomalies.is_empty(), "{:?}", whole.anomalies);
+        assert_eq!(whole.channels, ["rail"]);
+        for n in 0..blocks.len() {
+            let d = decode_client_blocks(&blocks[..n], 0);
+            // A cut always leaves a trace: a missing block or an anomaly.
+            assert!(!d.anomalies.is_empty() || d != whole, "cut at {n}");
+            // Only a cut between blocks (CS_CORE is 234 bytes, CS_SECURITY 12) leaves none.
+            let between_blocks = [0, 234, 246].contains(&n);
+            assert_eq!(d.anomalies.is_empty(), between_blocks, "cut at {n}");
+            if let Some(off) = d.core.and_then(|c| c.server_selected_protocol_offset) {
+                assert!(off + 4 <= n);
+            }
+            let gcc = wrap_request(&blocks[..n.min(127)]);
+            let _ = decode_conference_create_request(&gcc[..n.min(gcc.len())], 0);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn blocks_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let c = decode_client_blocks(&bytes, 3);
+            let s = decode_server_blocks(&bytes, 3);
+            // Every span points inside the input (shifted by base).
+            if let Some(sec) = s.security {
+                for span in sec.cert.iter().chain(sec.x509_chain.iter()) {
+                    prop_assert!(span.offset >= 3 && span.offset - 3 + span.len <= bytes.len());
+                }
+            }
+            if let Some(off) = c.core.and_then(|c| c.server_selected_protocol_offset) {
+                prop_assert!(off - 3 + 4 <= bytes.len());
+            }
+            let _ = decode_conference_create_request(&bytes, 0);
+            let _ = decode_conference_create_response(&bytes, 0);
+        }
+
+        #[test]
+        fn patch_never_panics(len in 0usize..16, off in any::<usize>(), v in any::<u32>()) {
+            let mut buf = vec![0u8; len];
+            let ok = patch_client_requested_protocols(&mut buf, off, Protocols(v));
+            prop_assert_eq!(ok, off.checked_add(4).is_some_and(|e| e <= len));
+        }
     }
 }

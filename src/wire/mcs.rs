@@ -916,6 +916,15 @@ mod tests {
     const X509_CR: &[u8] =
         include_bytes!("../../tests/fixtures/mcs/zeek_x509_connect_response.bin");
 
+    // Test bed captures (testbed/run-scenario.sh, xrdp 0.9.21 and xfreerdp 2.11 on loopback):
+    // `xrdp-key-mismatch --sec tls` frame 9, and `xrdp-rdp-fips --sec rdp` frames 8 and 9.
+    const TB_KEY_MISMATCH_DPU: &[u8] =
+        include_bytes!("../../tests/fixtures/mcs/testbed_xrdp_key_mismatch_dpu.bin");
+    const TB_XFREERDP_CI: &[u8] =
+        include_bytes!("../../tests/fixtures/mcs/testbed_xfreerdp_connect_initial.bin");
+    const TB_XRDP_FIPS_CR: &[u8] =
+        include_bytes!("../../tests/fixtures/mcs/testbed_xrdp_fips_connect_response.bin");
+
     fn examples() -> Vec<(&'static str, Vec<u8>)> {
         vec![
             ("E16", from_dump(E16_DUMP)),
@@ -936,6 +945,9 @@ mod tests {
             ("proprietary DPU", PROP_DPU.to_vec()),
             ("x509 CI", X509_CI.to_vec()),
             ("x509 CR", X509_CR.to_vec()),
+            ("testbed DPU", TB_KEY_MISMATCH_DPU.to_vec()),
+            ("testbed CI", TB_XFREERDP_CI.to_vec()),
+            ("testbed CR", TB_XRDP_FIPS_CR.to_vec()),
         ]
     }
 
@@ -1431,6 +1443,48 @@ mod tests {
     }
 
     #[test]
+    fn testbed_xrdp_dpu_where_a_server_hello_belongs() {
+        // The plain-text answer to a TLS ClientHello when xrdp's key does not fit its
+        // certificate: exactly the bytes the reference gives.
+        assert_eq!(TB_KEY_MISMATCH_DPU, DPU_USER_REQUESTED);
+        let pdu = decode(mcs_of(TB_KEY_MISMATCH_DPU)).unwrap();
+        assert_eq!(pdu, McsPdu::DisconnectProviderUltimatum { reason: 3 });
+    }
+
+    #[test]
+    fn testbed_xfreerdp_and_xrdp_fips() {
+        let ci = initial(mcs_of(TB_XFREERDP_CI));
+        let core = ci.client_core.unwrap();
+        assert_eq!(core.version, 0x0008_000C);
+        assert_eq!((core.desktop_width, core.desktop_height), (800, 600));
+        assert_eq!(core.keyboard_layout, 0x409);
+        // A legacy CR (`/sec:rdp`, no RDP_NEG_REQ): the echo is 0.
+        assert_eq!(core.server_selected_protocol, Some(Protocols::RDP));
+        assert_eq!(
+            ci.client_security.unwrap().encryption_methods,
+            EncryptionMethods(0x1b)
+        );
+        assert_eq!(ci.channels, ["rdpdr", "rdpsnd", "cliprdr", "drdynvc"]);
+        assert!(ci.anomalies.is_empty(), "{:?}", ci.anomalies);
+
+        let cr = response(mcs_of(TB_XRDP_FIPS_CR));
+        assert_eq!(cr.result, 0);
+        // xrdp's SC_CORE is 8 bytes: no clientRequestedProtocols to check or patch.
+        let core = cr.server_core.unwrap();
+        assert_eq!(core.version, 0x0008_0004);
+        assert_eq!(core.client_requested_protocols, None);
+        assert_eq!(core.client_requested_protocols_offset, None);
+        let sec = cr.server_security.unwrap();
+        assert_eq!(sec.encryption_method, EncryptionMethods::FIPS);
+        assert_eq!(sec.encryption_level, EncryptionLevel::FIPS);
+        assert_eq!((sec.server_random_len, sec.server_cert_len), (32, 376));
+        assert_eq!(sec.cert_kind, Some(CertKind::Proprietary));
+        assert_eq!(sec.proprietary_key_bits, Some(2048));
+        assert_eq!(cr.server_net.unwrap().channel_ids, [1004, 1005, 1006, 1007]);
+        assert!(cr.anomalies.is_empty(), "{:?}", cr.anomalies);
+    }
+
+    #[test]
     fn serializes_readable_values() {
         let cr = response(mcs_of(RDP3_CR));
         let json = serde_json::to_value(McsPdu::ConnectResponse(cr)).unwrap();
@@ -1470,7 +1524,7 @@ mod tests {
 
         #[test]
         fn mutated_real_pdus_never_panic(
-            which in 0usize..18,
+            which in 0usize..21,
             edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
             cut in any::<usize>(),
         ) {
