@@ -854,29 +854,67 @@ pub fn fmt_time(at: Micros) -> String {
     format!("+{ms}.{us:03} ms")
 }
 
-/// The event the verdict's first located evidence points at (the failure point).
+/// The event at the failure point, for the ladder and the timeline: among the events the
+/// verdict's evidence points at (the last event of that direction at or before the evidence's
+/// offset), the first that is a failure in itself (a negotiation failure, an alert, a
+/// disconnect, malformed bytes, a failed connect, a stall); else the close of the side that
+/// closed; else the last event the evidence points at. None for a healthy connection.
 pub fn failure_event(trace: &Trace) -> Option<usize> {
     let v = &trace.verdict;
     if v.outcome == crate::session::Outcome::Healthy {
         return None;
     }
     let events = &trace.events;
-    v.evidence
+    let is_pdu = |e: &Event| {
+        !matches!(
+            e.kind,
+            EventKind::Note { .. } | EventKind::Phase { .. } | EventKind::Closed { .. }
+        )
+    };
+    let located: Vec<usize> = v
+        .evidence
         .iter()
-        .find_map(|ev| {
+        .filter(|ev| ev.field != "close")
+        .filter_map(|ev| {
             let (d, o) = (ev.dir?, ev.offset?);
             events
                 .iter()
-                .position(|e| e.dir == Some(d) && e.offset == Some(o) && !matches!(e.kind, EventKind::Note { .. }))
+                .enumerate()
+                .filter(|(_, e)| e.dir == Some(d) && e.offset.is_some_and(|eo| eo <= o) && is_pdu(e))
+                .max_by_key(|(_, e)| e.offset)
+                .map(|(i, _)| i)
         })
+        .collect();
+    let failure_kind = |e: &Event| match &e.kind {
+        EventKind::ConnectionConfirm { pdu, .. } => matches!(
+            pdu.neg,
+            Some(crate::wire::x224::NegData::Failure { .. })
+        ),
+        EventKind::Mcs { pdu } => {
+            matches!(pdu, mcs::McsPdu::DisconnectProviderUltimatum { .. })
+        }
+        EventKind::TlsAlert { .. }
+        | EventKind::TlsEncryptedAlert { .. }
+        | EventKind::Malformed { .. }
+        | EventKind::ConnectFailed { .. }
+        | EventKind::Stalled { .. } => true,
+        _ => false,
+    };
+    let mut sorted = located.clone();
+    sorted.sort_unstable();
+    sorted
+        .iter()
+        .copied()
+        .find(|&i| events.get(i).is_some_and(failure_kind))
+        .or_else(|| events.iter().position(failure_kind))
         .or_else(|| {
-            // A close or a connect failure is the failure point when no bytes are.
-            events.iter().position(|e| match &e.kind {
-                EventKind::ConnectFailed { .. } | EventKind::Stalled { .. } => true,
-                EventKind::Closed { side, .. } => Some(*side) == v.closed_by,
+            let side = v.closed_by?;
+            events.iter().position(|e| match e.kind {
+                EventKind::Closed { side: s, .. } => s == side,
                 _ => false,
             })
         })
+        .or_else(|| sorted.last().copied())
 }
 
 /// Certificates with their problems as seen at the start of the connection.

@@ -539,8 +539,8 @@ impl<T> Dirs<T> {
 
 /// What happens on a leg, in time order.
 enum Action<'a> {
+    /// A chunk and its offset in the recorded stream.
     Data(&'a super::Chunk, u64),
-    Gap(&'a Loss),
     Close(&'a Close),
 }
 
@@ -568,7 +568,8 @@ fn leg_packets(
         Direction::HostToClient => &streams[1],
     };
 
-    // (at, order, action): data before gaps before closes at the same instant.
+    // (at, order, action): data before closes at the same instant. Losses go by offset: they
+    // come before the first chunk past them.
     let mut actions: Vec<(Micros, u8, Action<'_>)> = Vec::new();
     let mut pos = Dirs::<u64>::default();
     for c in chunks {
@@ -576,11 +577,16 @@ fn leg_packets(
         actions.push((c.at, 0, Action::Data(c, *p)));
         *p = p.saturating_add(u64::try_from(c.data.len()).unwrap_or(0));
     }
+    let mut losses = Dirs::<Vec<&Loss>>::default();
     for l in trace.losses.iter().filter(|l| l.leg == leg || relayed) {
-        actions.push((l.at, 1, Action::Gap(l)));
+        losses.get_mut(l.dir).push(l);
+    }
+    for dir in [Direction::ClientToHost, Direction::HostToClient] {
+        // Popped from the end: highest offset first in the vector.
+        losses.get_mut(dir).sort_by_key(|l| std::cmp::Reverse(l.offset));
     }
     for c in &trace.closes {
-        actions.push((c.at, 2, Action::Close(c)));
+        actions.push((c.at, 1, Action::Close(c)));
     }
     actions.sort_by_key(|(at, order, _)| (*at, *order));
 
@@ -659,14 +665,45 @@ fn leg_packets(
         }
     }
     let mut pending_comment = Dirs::<Option<String>>::default();
+    // Offset in the stream that crossed the relay (recorded bytes plus lost ones).
+    let mut real = Dirs::<u64>::default();
+    // Applies the losses of `dir` that start before `upto`.
+    let mut apply_losses = |flow: &mut TcpFlow,
+                            dir: Direction,
+                            upto: Option<u64>,
+                            real: &mut Dirs<u64>,
+                            comments: &mut Dirs<Option<String>>| {
+        let queue = losses.get_mut(dir);
+        while let Some(l) = queue.last().copied() {
+            if upto.is_some_and(|u| l.offset > u) {
+                break;
+            }
+            queue.pop();
+            flow.gap(peer_of(dir), l.len);
+            let r = real.get_mut(dir);
+            *r = r.saturating_add(l.len);
+            let why = match l.reason {
+                LossReason::QueueFull => "the recording queue was full",
+                LossReason::RecordLimit => "past the recording limit",
+            };
+            *comments.get_mut(dir) = Some(format!(
+                "rdpdiag: {} bytes {} not recorded before this packet ({why}; stream offset {})",
+                l.len,
+                dir.arrow(),
+                l.offset
+            ));
+        }
+    };
     for (at, _, action) in actions {
         match action {
             Action::Data(c, offset) => {
+                let start_real = *real.get_mut(c.dir);
+                apply_losses(&mut flow, c.dir, Some(start_real), &mut real, &mut pending_comment);
                 let stream = stream_of(c.dir);
                 let start = usize::try_from(offset).unwrap_or(usize::MAX);
                 let end = start.saturating_add(c.data.len()).min(stream.len());
                 let payload = stream.slice(start.min(end)..end);
-                let mut seg_off = offset;
+                let mut seg_off = *real.get_mut(c.dir);
                 let slot = pending_comment.get_mut(c.dir);
                 for seg in flow.data(peer_of(c.dir), &payload) {
                     let len = u64::try_from(seg.payload.len()).unwrap_or(0);
@@ -674,23 +711,22 @@ fn leg_packets(
                     emit(&seg, at, range, None, slot.take())?;
                     seg_off = seg_off.saturating_add(len);
                 }
-            }
-            Action::Gap(l) => {
-                flow.gap(peer_of(l.dir), l.len);
-                let why = match l.reason {
-                    LossReason::QueueFull => "the recording queue was full",
-                    LossReason::RecordLimit => "past the recording limit",
-                };
-                *pending_comment.get_mut(l.dir) = Some(format!(
-                    "rdpdiag: {} bytes {} not recorded before this packet ({why}; offset {})",
-                    l.len,
-                    l.dir.arrow(),
-                    l.offset
-                ));
+                *real.get_mut(c.dir) = seg_off;
             }
             Action::Close(c) => {
+                // Whatever was lost in the closing direction came before its FIN.
+                let dirs: &[Direction] = match c.side {
+                    Side::Client => &[Direction::ClientToHost],
+                    Side::Host => &[Direction::HostToClient],
+                    Side::Proxy => &[Direction::ClientToHost, Direction::HostToClient],
+                };
+                for &d in dirs {
+                    apply_losses(&mut flow, d, None, &mut real, &mut pending_comment);
+                }
+                let comment = dirs.iter().find_map(|&d| pending_comment.get_mut(d).take());
+                let mut comment = comment;
                 for (seg, side) in close_segments(&mut flow, leg, relayed, c) {
-                    emit(&seg, at, None, Some(side), None)?;
+                    emit(&seg, at, None, Some(side), comment.take())?;
                 }
             }
         }

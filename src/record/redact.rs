@@ -274,8 +274,10 @@ enum Boundary {
     /// A name: no `[A-Za-z0-9_-]` right before or after (text), or no ASCII alphanumeric for
     /// short payload needles.
     Word,
-    /// An address: no digit, hex digit or separator continuing it.
-    Ip,
+    /// An IPv4 address: no digit, or dot and digit, continuing it (`:port` is fine).
+    Ip4,
+    /// An IPv6 address: no hex digit or colon continuing it.
+    Ip6,
 }
 
 #[derive(Debug, Clone)]
@@ -313,7 +315,11 @@ impl Rule {
             needle: needle.to_ascii_lowercase().into_bytes(),
             replacement: replacement.to_vec(),
             fold: true,
-            boundary: Boundary::Ip,
+            boundary: if needle.contains(':') {
+                Boundary::Ip6
+            } else {
+                Boundary::Ip4
+            },
         }
     }
 
@@ -391,22 +397,21 @@ fn bounded(r: &Rule, hay: &[u8], i: usize, text: bool) -> bool {
                 || (!before.is_some_and(|b| b.is_ascii_alphanumeric())
                     && !after.is_some_and(|b| b.is_ascii_alphanumeric()))
         }
-        Boundary::Ip => {
-            let continues = |b: Option<u8>, next: Option<u8>| match b {
-                Some(b) if b.is_ascii_hexdigit() || b == b':' => true,
-                // `10.0.0.5` inside `10.0.0.55` or `10.0.0.5.1`; a sentence's final period is fine.
-                Some(b'.') => next.is_some_and(|n| n.is_ascii_digit()),
-                _ => false,
-            };
-            let before_continues = match before {
-                Some(b) if b.is_ascii_hexdigit() || b == b':' => true,
-                Some(b'.') => i
-                    .checked_sub(2)
-                    .and_then(|j| hay.get(j))
-                    .is_some_and(|p| p.is_ascii_digit()),
-                _ => false,
-            };
-            !before_continues && !continues(after, after2)
+        Boundary::Ip4 => {
+            // `10.0.0.5` inside `110.0.0.5`, `10.0.0.55` or `10.0.0.5.1`; a sentence's final
+            // period is fine.
+            let before_continues = before.is_some_and(|b| b.is_ascii_digit())
+                || (before == Some(b'.')
+                    && i.checked_sub(2)
+                        .and_then(|j| hay.get(j))
+                        .is_some_and(u8::is_ascii_digit));
+            let after_continues = after.is_some_and(|b| b.is_ascii_digit())
+                || (after == Some(b'.') && after2.is_some_and(|b| b.is_ascii_digit()));
+            !before_continues && !after_continues
+        }
+        Boundary::Ip6 => {
+            let continues = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_hexdigit() || b == b':');
+            !continues(before) && !continues(after)
         }
     }
 }
@@ -562,12 +567,14 @@ mod tests {
     fn text_replaces_on_word_boundaries() {
         let r = redactor();
         let s = "cookie alice.smith; host RDS01.corp.example.com (rds01), rdpdiag, wks-7x, \
-                 sni 192.168.2.142, 192.168.2.1420, [2001:db8::5]:3389, 127.0.0.1";
+                 sni 192.168.2.142, 192.168.2.1420, [2001:db8::5]:3389, 127.0.0.1, \
+                 192.168.2.142:3389.";
         let out = r.text(s);
         assert_eq!(
             out,
             "cookie user-1; host host-1.domain-1 (host-1), rdpdiag, wks-7x, \
-             sni 10.255.0.1, 192.168.2.1420, [fd00::ff:1]:3389, 127.0.0.1"
+             sni 10.255.0.1, 192.168.2.1420, [fd00::ff:1]:3389, 127.0.0.1, \
+             10.255.0.1:3389."
         );
         // Twice gives the same.
         assert_eq!(r.text(s), out);

@@ -38,7 +38,7 @@ h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.2em;border-bottom:1px solid
 .verdict .cause{font-weight:600;font-size:1.1em}code,pre{font-family:ui-monospace,Consolas,monospace;font-size:.92em}
 pre{background:#f4f5f7;padding:.6em .8em;border-radius:4px;overflow-x:auto}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #e3e6ea;padding:.25em .5em;text-align:left;vertical-align:top}
-th{background:#f4f5f7}.problem{color:#c62828}.notice{padding:.6em 1em;border-radius:6px;background:#fff8e1;border-left:6px solid #f9a825}
+th{background:#f4f5f7}#evidence td:nth-child(-n+2){white-space:nowrap}.problem{color:#c62828}.notice{padding:.6em 1em;border-radius:6px;background:#fff8e1;border-left:6px solid #f9a825}
 .notice.secret{background:#fdecea;border-color:#c62828}svg{max-width:100%;height:auto;border:1px solid #e3e6ea;border-radius:4px}
 svg text{font-family:system-ui,'Segoe UI',sans-serif;font-size:12px}svg .time{fill:#666;font-size:11px}
 svg .lane-title{font-weight:600;font-size:13px}svg .phase-title{fill:#555;font-style:italic;font-size:11px}

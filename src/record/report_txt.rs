@@ -74,6 +74,11 @@ pub fn render(b: &Bundle<'_>) -> String {
         for (k, val) in map {
             let val = match val {
                 serde_json::Value::String(s) => s,
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join("; "),
                 other => other.to_string(),
             };
             writeln!(o, "  {k}: {val}").ok();
