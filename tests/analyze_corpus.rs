@@ -40,6 +40,8 @@ fn dump_all() {
         let r = analyze(n, h);
         eprintln!("== {n}: {} packets, format {:?}, warnings {:?}", r.packets, r.format, r.warnings);
         for c in &r.connections {
+            eprintln!("  VERDICT stream {}: {:?} cause={} phase={:?} closed_by={:?} {:?} :: {}", c.stream, c.verdict.outcome, c.verdict.cause, c.verdict.phase_reached, c.verdict.closed_by, c.verdict.close_kind, c.verdict.summary);
+            eprintln!("  FACTS {}", serde_json::to_string(&c.verdict.facts).unwrap());
             eprintln!("  RDP stream {} {} -> {} c2s {} s2c {} pkts {} gaps {:?} stalls {:?} preamble {:?} notes {:?} tcp {:?} {:?}",
                 c.stream, c.client, c.server, c.bytes_client_to_server, c.bytes_server_to_client, c.packets, c.gaps, c.stalls, c.preamble, c.notes, c.tcp_client_to_server, c.tcp_server_to_client);
         }
@@ -47,5 +49,18 @@ fn dump_all() {
             eprintln!("  other {} {} -> {} {} {:?}", o.stream, o.client, o.server, o.state, o.looks_like);
         }
         for u in &r.rdp_udp { eprintln!("  udp {u:?}"); }
+    }
+}
+
+#[test]
+fn dump_events() {
+    let Some(name) = std::env::var_os("DUMP_EVENTS") else { return };
+    let name = name.into_string().unwrap();
+    let bytes = std::fs::read(format!("{}/tests/corpus/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let cfg = AnalyzeConfig { keep_events: true, ..AnalyzeConfig::default() };
+    let r = analyze_bytes(&bytes, cfg).unwrap();
+    for c in &r.connections {
+        for e in &c.events { eprintln!("{}", serde_json::to_string(e).unwrap()); }
+        eprintln!("{}", serde_json::to_string_pretty(&c.verdict).unwrap());
     }
 }

@@ -13,7 +13,7 @@
 //! malformed, direct TLS, connect refused).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use serde::Serialize;
 
@@ -44,6 +44,11 @@ pub struct AnalyzeConfig {
     pub max_active_flows: usize,
     /// Keep each connection's event list in its report.
     pub keep_events: bool,
+    /// Let the machine's clock run through silences inside a connection as the proxy's would
+    /// (a silence longer than its stall timeout ends the diagnosis as a stall even if the
+    /// capture shows the connection going on). When false, the machine only hears the time of
+    /// the next event and, at the end, of the connection's last packet.
+    pub live_stall_ticks: bool,
 }
 
 impl Default for AnalyzeConfig {
@@ -56,6 +61,7 @@ impl Default for AnalyzeConfig {
             stall_report: Micros(2_000_000),
             max_active_flows: 100_000,
             keep_events: false,
+            live_stall_ticks: true,
         }
     }
 }
@@ -82,6 +88,19 @@ pub struct Stall {
     pub phase: Phase,
     /// Who spoke first after it; none when the connection ended (or the capture did).
     pub resumed_by: Option<Side>,
+}
+
+/// Bytes one side sent that the other never acknowledged although it kept sending packets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unacknowledged {
+    pub dir: Direction,
+    pub bytes: u64,
+    /// Stream offset up to which the receiver acknowledged.
+    pub acked_up_to: u64,
+    /// Seconds (since the connection's first packet) of the last byte sent and of the
+    /// receiver's last packet.
+    pub last_data_s: f64,
+    pub receiver_last_packet_s: f64,
 }
 
 /// Bytes before the RDP negotiation in the same TCP stream.
@@ -144,6 +163,9 @@ pub struct ConnectionAnalysis {
     pub missing_bytes: u64,
     pub tcp_client_to_server: TcpDirStats,
     pub tcp_server_to_client: TcpDirStats,
+    /// Data the receiver never acknowledged: lost between the capture point and the receiver.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unacknowledged: Vec<Unacknowledged>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stalls: Vec<Stall>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1110,14 +1132,12 @@ impl Conn {
                     .unwrap_or_default()
             ));
         }
-        let client_port = self.ends.get(client).map_or(0, SocketAddr::port);
         let server_port = self.ends.get(server).map_or(0, SocketAddr::port);
         if server_port != RDP_PORT {
             notes.push(format!(
                 "RDP found on TCP port {server_port} (not 3389) from its first bytes"
             ));
         }
-        let _ = client_port;
         if self.flow.syn_from.is_none() {
             notes.push(
                 "the connection's start (SYN) is not in the capture: analysed from the first \
@@ -1125,8 +1145,11 @@ impl Conn {
                     .into(),
             );
         }
+        let mut session_cfg = cfg.session.clone();
+        // Certificate validity is judged at capture time, not today.
+        session_cfg.now_unix = Some(self.flow.first_ts_ns.div_euclid(1_000_000_000));
         let rdp = RdpState {
-            session: Session::new(cfg.session.clone()),
+            session: Session::new(session_cfg),
             client,
             skip,
             preamble,
@@ -1212,8 +1235,12 @@ impl RdpState {
         self.dir_of(from).sender()
     }
 
-    /// Lets the machine's clock run up to `at`, honouring its deadlines.
-    fn advance(&mut self, at: Micros) {
+    /// Lets the machine's clock run up to `at`, honouring its deadlines (only at the end when
+    /// `live` is false).
+    fn advance(&mut self, at: Micros, live: bool) {
+        if !live {
+            return;
+        }
         for _ in 0..64 {
             match self.session.next_deadline() {
                 Some(d) if d <= at => {
@@ -1242,7 +1269,7 @@ impl RdpState {
             FlowEvent::Syn { .. } => {}
             FlowEvent::SynAck { ts_ns, .. } => {
                 let at = rel_micros(ts_ns, origin);
-                self.advance(at);
+                self.advance(at, cfg.live_stall_ticks);
                 self.ensure_connected(at);
             }
             FlowEvent::Data {
@@ -1262,7 +1289,7 @@ impl RdpState {
                     return;
                 }
                 let at = rel_micros(ts_ns, origin);
-                self.advance(at);
+                self.advance(at, cfg.live_stall_ticks);
                 self.ensure_connected(at);
                 let dir = self.dir_of(from);
                 if let Some(last) = self.last_progress_ns {
@@ -1304,13 +1331,13 @@ impl RdpState {
             }
             FlowEvent::Fin { from, ts_ns } => {
                 let at = rel_micros(ts_ns, origin);
-                self.advance(at);
+                self.advance(at, cfg.live_stall_ticks);
                 self.ensure_connected(at);
                 self.session.on_close(self.side_of(from), CloseKind::Fin, at);
             }
             FlowEvent::Rst { from, ts_ns } => {
                 let at = rel_micros(ts_ns, origin);
-                self.advance(at);
+                self.advance(at, cfg.live_stall_ticks);
                 // A reset from the host answering the client's SYN: connect refused.
                 let refused = !self.connect_reported
                     && flow.synack_ts_ns.is_none()
@@ -1345,7 +1372,6 @@ impl RdpState {
                 if flow.syn_count >= 2 || waited >= Micros(3_000_000) {
                     self.connect_reported = true;
                     let at = rel_micros(capture_end_ns.max(flow.last_ts_ns), origin);
-                    self.advance(last);
                     self.session
                         .on_connect_result(Err(ConnectFailure::Timeout), at);
                     self.notes.push(format!(
@@ -1361,7 +1387,7 @@ impl RdpState {
             }
         }
         // Long silences at the end become stalls for the machine too.
-        self.advance(last);
+        self.advance(last, true);
         let client = self.client;
         let server = 1 - client;
         if let Some(lp) = self.last_progress_ns {
@@ -1398,6 +1424,36 @@ impl RdpState {
             ));
         }
         let half = |i: usize| flow.halves.get(i);
+        let mut unacknowledged = Vec::new();
+        for (from, h) in flow.halves.iter().enumerate() {
+            let receiver_last = flow.last_ts_side.get(1 - from).copied().flatten();
+            let (Some(data_at), Some(rx_at)) = (h.last_data_ns(), receiver_last) else {
+                continue;
+            };
+            // The receiver kept sending for half a second after the data (more than a delayed
+            // ACK) without acknowledging it.
+            if h.delivered() > h.acked() && rx_at.saturating_sub(data_at) >= 500_000_000 {
+                let u = Unacknowledged {
+                    dir: self.dir_of(from),
+                    bytes: h.delivered() - h.acked(),
+                    acked_up_to: h.acked(),
+                    last_data_s: secs(rel_micros(data_at, origin)),
+                    receiver_last_packet_s: secs(rel_micros(rx_at, origin)),
+                };
+                self.notes.push(format!(
+                    "the {} never acknowledged the last {} bytes the {} sent (its last packet, \
+                     {:.1} s later, still acknowledges only {} bytes): they were lost between \
+                     the capture point and the {}",
+                    u.dir.reverse().sender().name(),
+                    u.bytes,
+                    u.dir.sender().name(),
+                    u.receiver_last_packet_s - u.last_data_s,
+                    u.acked_up_to,
+                    u.dir.reverse().sender().name(),
+                ));
+                unacknowledged.push(u);
+            }
+        }
         let tls_secrets = client_random(&self.client_head).is_some_and(|r| keylog_has(keylog, &r));
         let events = if cfg.keep_events {
             self.session.events().to_vec()
@@ -1420,6 +1476,7 @@ impl RdpState {
             missing_bytes: missing,
             tcp_client_to_server: half(client).map(|h| (&h.stats).into()).unwrap_or_default(),
             tcp_server_to_client: half(server).map(|h| (&h.stats).into()).unwrap_or_default(),
+            unacknowledged,
             stalls: self.stalls,
             preamble: self.preamble,
             tls_secrets,
@@ -1429,6 +1486,3 @@ impl RdpState {
         }
     }
 }
-
-#[allow(dead_code)]
-fn _unused(_: IpAddr) {}

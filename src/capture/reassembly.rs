@@ -181,6 +181,10 @@ pub struct HalfStream {
     /// Stream offset of the FIN, once seen.
     fin: Option<u64>,
     fin_emitted: bool,
+    /// Bytes of this stream the peer has acknowledged (never beyond what was delivered).
+    acked: u64,
+    /// Capture time of the last byte delivered.
+    last_data_ns: Option<i64>,
     pub stats: HalfStats,
     pub gaps: Vec<Gap>,
 }
@@ -197,6 +201,8 @@ impl HalfStream {
             pending_bytes: 0,
             fin: None,
             fin_emitted: false,
+            acked: 0,
+            last_data_ns: None,
             stats: HalfStats::default(),
             gaps: Vec::new(),
         }
@@ -218,6 +224,16 @@ impl HalfStream {
 
     pub fn fin_emitted(&self) -> bool {
         self.fin_emitted
+    }
+
+    /// Bytes the peer acknowledged.
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Capture time of the last byte delivered.
+    pub fn last_data_ns(&self) -> Option<i64> {
+        self.last_data_ns
     }
 
     /// Bytes buffered out of order.
@@ -408,6 +424,7 @@ impl HalfStream {
                         ts_ns,
                     });
                     self.stats.delivered_bytes = self.stats.delivered_bytes.saturating_add(n);
+                    self.last_data_ns = Some(ts_ns);
                 }
                 Some(Piece::Missing(n)) => {
                     self.record_gap(from, self.next, n, ts_ns, GapReason::Truncated, out);
@@ -481,16 +498,17 @@ impl HalfStream {
         let Ok(mut target) = u64::try_from(off) else {
             return;
         };
+        // The FIN takes a sequence number but carries no byte.
+        if let Some(f) = self.fin {
+            target = target.min(f);
+        }
         if target <= self.next {
+            self.acked = self.acked.max(target);
             return;
         }
         // An acknowledgement far beyond anything plausible is not about this stream.
         if target - self.next > 1 << 30 {
             return;
-        }
-        // The FIN takes a sequence number but carries no byte.
-        if let Some(f) = self.fin {
-            target = target.min(f);
         }
         while self.next < target {
             match self.pending.keys().next().copied() {
@@ -512,6 +530,7 @@ impl HalfStream {
                 }
             }
         }
+        self.acked = self.acked.max(target.min(self.next));
     }
 
     /// End of the connection or the capture: gives up every hole and delivers what is left.
@@ -540,6 +559,8 @@ pub struct Flow {
     pub synack_ts_ns: Option<i64>,
     /// First RST per side.
     pub rst_ts_ns: [Option<i64>; 2],
+    /// Time of the last packet from each side.
+    pub last_ts_side: [Option<i64>; 2],
     pub first_ts_ns: i64,
     pub last_ts_ns: i64,
     pub packets: u64,
@@ -554,6 +575,7 @@ impl Flow {
             syn_ts_ns: None,
             synack_ts_ns: None,
             rst_ts_ns: [None, None],
+            last_ts_side: [None, None],
             first_ts_ns,
             last_ts_ns: first_ts_ns,
             packets: 0,
@@ -591,6 +613,9 @@ impl Flow {
         let other = 1 - from;
         self.packets = self.packets.saturating_add(1);
         self.last_ts_ns = self.last_ts_ns.max(ts_ns);
+        if let Some(t) = self.last_ts_side.get_mut(from) {
+            *t = Some(t.map_or(ts_ns, |v| v.max(ts_ns)));
+        }
         let f = seg.flags;
         if f.ack && !f.rst {
             if let Some(h) = self.halves.get_mut(other) {
