@@ -281,3 +281,111 @@ fn layer_name(l: etherparse::err::Layer) -> &'static str {
         _ => "packet",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use crate::capture::synth::{self, Framing};
+
+    fn seg(framing: &Framing) -> Vec<u8> {
+        synth::tcp_packet(
+            framing,
+            ([192, 168, 1, 1], 50000),
+            ([192, 168, 1, 2], 3389),
+            0xdead_beef,
+            7,
+            synth::ACK,
+            b"\x03\x00\x00\x0b\x06\xe0\x00\x00\x00\x00\x00",
+        )
+    }
+
+    fn check(link: u32, data: &[u8], vlans: &[u16]) {
+        let p = decode(LinkType(link), data).unwrap();
+        assert_eq!(p.src, "192.168.1.1".parse::<IpAddr>().unwrap());
+        assert_eq!(p.dst, "192.168.1.2".parse::<IpAddr>().unwrap());
+        assert_eq!(p.vlans, vlans);
+        let Transport::Tcp(t) = p.transport else {
+            panic!("not tcp")
+        };
+        assert_eq!((t.src_port, t.dst_port, t.seq, t.ack), (50000, 3389, 0xdead_beef, 7));
+        assert!(t.flags.ack && !t.flags.syn);
+        assert_eq!(t.payload.len(), 11);
+        assert_eq!(t.wire_len, 11);
+    }
+
+    #[test]
+    fn every_link_type() {
+        for (f, vlans) in [
+            (Framing::Ethernet, vec![]),
+            (Framing::Vlan(vec![77]), vec![77]),
+            (Framing::Vlan(vec![1108, 1308]), vec![1108, 1308]),
+            (Framing::RawIp, vec![]),
+            (Framing::Null, vec![]),
+            (Framing::Sll, vec![]),
+            (Framing::Sll2, vec![]),
+        ] {
+            check(f.link_type(), &seg(&f), &vlans);
+        }
+        // Raw IPv4 also under its other numbers.
+        for link in [12, 14, 228] {
+            check(link, &seg(&Framing::RawIp), &[]);
+        }
+        // LOOP: the family in network byte order.
+        let mut lo = seg(&Framing::Null);
+        lo[..4].copy_from_slice(&2u32.to_be_bytes());
+        check(108, &lo, &[]);
+    }
+
+    #[test]
+    fn ipv6() {
+        let mut out = Vec::new();
+        etherparse::PacketBuilder::ipv6([1; 16], [2; 16], 64)
+            .tcp(1, 3389, 5, 100)
+            .write(&mut out, b"abc")
+            .unwrap();
+        let p = decode(LinkType::IPV6, &out).unwrap();
+        assert!(p.src.is_ipv6());
+        assert!(matches!(p.transport, Transport::Tcp(TcpSegment { seq: 5, .. })));
+    }
+
+    #[test]
+    fn truncated_packet_keeps_its_wire_length() {
+        let full = seg(&Framing::Ethernet);
+        // Cut 5 bytes of payload, as a snap length would.
+        let p = decode(LinkType::ETHERNET, &full[..full.len() - 5]).unwrap();
+        let Transport::Tcp(t) = p.transport else {
+            panic!()
+        };
+        assert_eq!((t.payload.len(), t.wire_len), (6, 11));
+    }
+
+    #[test]
+    fn non_ip_and_unknown() {
+        let mut arp = vec![0u8; 12];
+        arp.extend_from_slice(&[0x88, 0xcc, 1, 2, 3]); // LLDP
+        assert!(matches!(decode(LinkType::ETHERNET, &arp), Err(LinkError::NotIp(0x88cc))));
+        assert!(matches!(
+            decode(LinkType(147), &[1, 2, 3]),
+            Err(LinkError::UnsupportedLinkType(147))
+        ));
+        assert!(decode(LinkType::LINUX_SLL2, &[8, 0, 1]).is_err());
+        assert!(decode(LinkType::NULL, &[7, 0, 0, 0, 0x45]).is_err());
+    }
+
+    #[test]
+    fn udp() {
+        let d = synth::udp_packet(([10, 0, 0, 1], 5), ([10, 0, 0, 2], 3389), b"\xff\xff\xff\xff");
+        let p = decode(LinkType::ETHERNET, &d).unwrap();
+        assert!(matches!(p.transport, Transport::Udp(UdpDatagram { dst_port: 3389, .. })));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(link in proptest::sample::select(vec![0u32, 1, 12, 14, 101, 108, 113, 228, 229, 276]),
+                        bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = decode(LinkType(link), &bytes);
+        }
+    }
+}

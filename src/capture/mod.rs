@@ -21,3 +21,6 @@ pub use analyze::{
 };
 pub use reader::{CaptureFormat, CaptureReader, LinkType, Packet, ReadError, ReaderConfig, Record};
 pub use reassembly::{Flow, FlowEvent, Gap, GapReason, HalfStream, ReassemblyConfig};
+
+#[cfg(test)]
+pub(crate) mod synth;

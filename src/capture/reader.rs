@@ -1065,3 +1065,327 @@ pub fn read_all(
     }
     Ok(r.format())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use crate::capture::synth::{self, Frame, Framing, Ng};
+
+    /// (frame, ts_ns, link, interface, orig_len, data) of every packet, plus key logs and
+    /// warnings.
+    #[derive(Debug, Default, PartialEq)]
+    struct Out {
+        packets: Vec<(u64, i64, u32, u32, u32, Vec<u8>)>,
+        keylogs: Vec<Vec<u8>>,
+        warnings: Vec<String>,
+    }
+
+    fn collect(bytes: &[u8], chunk: usize) -> (Out, Result<Option<CaptureFormat>, ReadError>) {
+        let mut out = Out::default();
+        let mut r = CaptureReader::default();
+        let mut err = None;
+        let take = |r: &mut CaptureReader, out: &mut Out| -> Option<ReadError> {
+            loop {
+                match r.next_record() {
+                    Ok(Some(Record::Packet(p))) => out.packets.push((
+                        p.frame,
+                        p.ts_ns,
+                        p.link.0,
+                        p.interface,
+                        p.orig_len,
+                        p.data.to_vec(),
+                    )),
+                    Ok(Some(Record::TlsKeyLog(k))) => out.keylogs.push(k.to_vec()),
+                    Ok(Some(Record::Warning(w))) => out.warnings.push(w),
+                    Ok(None) => return None,
+                    Err(e) => return Some(e),
+                }
+            }
+        };
+        for c in bytes.chunks(chunk.max(1)) {
+            r.push(c);
+            if let Some(e) = take(&mut r, &mut out) {
+                err = Some(e);
+                break;
+            }
+        }
+        if err.is_none() {
+            r.finish();
+            err = take(&mut r, &mut out);
+        }
+        let res = match err {
+            Some(e) => Err(e),
+            None => Ok(r.format()),
+        };
+        (out, res)
+    }
+
+    fn two_frames() -> Vec<Frame> {
+        let p1 = synth::tcp_packet(
+            &Framing::Ethernet,
+            ([10, 0, 0, 1], 1),
+            ([10, 0, 0, 2], 3389),
+            1,
+            0,
+            synth::SYN,
+            &[],
+        );
+        let p2 = synth::tcp_packet(
+            &Framing::Ethernet,
+            ([10, 0, 0, 1], 1),
+            ([10, 0, 0, 2], 3389),
+            2,
+            0,
+            synth::ACK,
+            b"hello",
+        );
+        vec![
+            Frame {
+                ts_ns: synth::T0 + 123_456_789,
+                data: p1,
+                orig_len: None,
+            },
+            Frame {
+                ts_ns: synth::T0 + 2_000_000_001,
+                data: p2,
+                orig_len: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn pcap_nanosecond_little_endian() {
+        let frames = two_frames();
+        let file = synth::pcap(false, true, 1, &frames);
+        let (out, fmt) = collect(&file, 7);
+        assert_eq!(
+            fmt.unwrap(),
+            Some(CaptureFormat::Pcap {
+                big_endian: false,
+                nanoseconds: true
+            })
+        );
+        assert_eq!(out.packets.len(), 2);
+        // Nanoseconds survive exactly.
+        assert_eq!(out.packets[0].1, synth::T0 + 123_456_789);
+        assert_eq!(out.packets[1].1, synth::T0 + 2_000_000_001);
+        assert_eq!(out.packets[1].5, frames[1].data);
+        assert_eq!((out.packets[0].0, out.packets[1].0), (1, 2));
+    }
+
+    #[test]
+    fn pcap_big_endian_microseconds() {
+        let frames = two_frames();
+        let file = synth::pcap(true, false, 1, &frames);
+        assert_eq!(&file[..4], &[0xa1, 0xb2, 0xc3, 0xd4]);
+        let (out, fmt) = collect(&file, 4096);
+        assert_eq!(
+            fmt.unwrap(),
+            Some(CaptureFormat::Pcap {
+                big_endian: true,
+                nanoseconds: false
+            })
+        );
+        // Microsecond resolution: the nanoseconds are cut.
+        assert_eq!(out.packets[0].1, synth::T0 + 123_456_000);
+        assert_eq!(out.packets[0].2, 1);
+        assert_eq!(out.packets[1].5, frames[1].data);
+    }
+
+    #[test]
+    fn any_chunking_gives_the_same_records() {
+        let file = synth::pcap(false, false, 1, &two_frames());
+        let (whole, _) = collect(&file, file.len());
+        for chunk in [1, 2, 3, 5, 16, 17, 24, 100] {
+            let (out, res) = collect(&file, chunk);
+            res.unwrap();
+            assert_eq!(out, whole, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn pcapng_interfaces_resolutions_sections_and_secrets() {
+        let frames = two_frames();
+        let raw = synth::tcp_packet(
+            &Framing::RawIp,
+            ([10, 0, 0, 1], 1),
+            ([10, 0, 0, 2], 3389),
+            7,
+            0,
+            synth::ACK,
+            b"raw",
+        );
+        let mut ng = Ng::new();
+        ng.shb(false);
+        ng.idb(1, None); // Ethernet, microseconds (default)
+        ng.idb(101, Some(9)); // raw IP, nanoseconds
+        ng.idb(1, Some(0x80 | 20)); // Ethernet, 2^-20 s
+        ng.epb(0, 1_700_000_000_000_001, &frames[0].data, None);
+        ng.epb(1, 1_700_000_000_000_000_123, &raw, None);
+        ng.epb(2, (1_700_000_000u64 << 20) | (1 << 19), &frames[1].data, None);
+        ng.dsb_tls(b"CLIENT_RANDOM 00 11\n");
+        ng.spb(&frames[1].data);
+        ng.opb(1, 1_700_000_001_000_000_000, &raw);
+        // A packet for an interface nobody declared: skipped with a warning.
+        ng.epb(9, 0, &raw, None);
+        // Second section, big-endian, with its own interface numbering.
+        ng.shb(true);
+        ng.idb(276, Some(3)); // SLL2, milliseconds
+        ng.epb(0, 1_700_000_002_500, &raw, Some(4000));
+        let (out, fmt) = collect(&ng.out, 13);
+        assert_eq!(fmt.unwrap(), Some(CaptureFormat::Pcapng));
+        let p = &out.packets;
+        assert_eq!(p.len(), 6, "{out:?}");
+        assert_eq!((p[0].1, p[0].2), (1_700_000_000_000_001_000, 1));
+        assert_eq!((p[1].1, p[1].2, p[1].3), (1_700_000_000_000_000_123, 101, 1));
+        assert_eq!(p[1].5, raw);
+        assert_eq!((p[2].1, p[2].2), (1_700_000_000_500_000_000, 1));
+        // SPB: first interface, the previous packet's time.
+        assert_eq!((p[3].1, p[3].2, p[3].5.clone()), (p[2].1, 1, frames[1].data.clone()));
+        // OPB on the raw interface (nanoseconds).
+        assert_eq!((p[4].1, p[4].2), (1_700_000_001_000_000_000, 101));
+        // Big-endian section: SLL2, milliseconds, truncated packet.
+        assert_eq!((p[5].1, p[5].2, p[5].4), (1_700_000_002_500_000_000, 276, 4000));
+        assert_eq!(out.keylogs, vec![b"CLIENT_RANDOM 00 11\n".to_vec()]);
+        assert_eq!(out.warnings.len(), 1);
+        assert!(out.warnings[0].contains("interface 9"), "{:?}", out.warnings);
+    }
+
+    #[test]
+    fn gzip_input_is_decompressed() {
+        use flate2::{Compression, write::GzEncoder};
+        use std::io::Write;
+        let file = synth::pcap(false, true, 1, &two_frames());
+        let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+        enc.write_all(&file).unwrap();
+        let gz = enc.finish().unwrap();
+        let (plain, _) = collect(&file, 999);
+        for chunk in [1, 10, 4096] {
+            let (out, fmt) = collect(&gz, chunk);
+            assert!(fmt.unwrap().is_some());
+            assert_eq!(out, plain);
+        }
+        let mut r = CaptureReader::default();
+        r.push(&gz);
+        r.finish();
+        while r.next_record().unwrap().is_some() {}
+        assert!(r.gzip());
+    }
+
+    #[test]
+    fn gzip_bomb_hits_the_cap() {
+        use flate2::{Compression, write::GzEncoder};
+        use std::io::Write;
+        let mut file = synth::pcap(false, false, 1, &[]);
+        file.extend(std::iter::repeat_n(0u8, 4 * 1024 * 1024));
+        let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+        enc.write_all(&file).unwrap();
+        let gz = enc.finish().unwrap();
+        let mut r = CaptureReader::new(ReaderConfig {
+            max_decompressed: 1024 * 1024,
+            ..ReaderConfig::default()
+        });
+        r.push(&gz);
+        r.finish();
+        let err = loop {
+            match r.next_record() {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("no error"),
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, ReadError::TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn cut_file_gives_a_warning() {
+        let file = synth::pcap(false, false, 1, &two_frames());
+        let (out, res) = collect(&file[..file.len() - 3], 64);
+        res.unwrap();
+        assert_eq!(out.packets.len(), 1);
+        assert!(out.warnings[0].contains("ends in the middle of a record"), "{out:?}");
+    }
+
+    #[test]
+    fn lying_lengths_are_errors_not_allocations() {
+        let mut file = synth::pcap(false, false, 1, &two_frames());
+        // caplen of the first record = 0xfffffff0
+        file[24 + 8..24 + 12].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+        let (out, res) = collect(&file, 64);
+        assert!(out.packets.is_empty());
+        let e = res.unwrap_err();
+        assert!(
+            matches!(e, ReadError::Malformed { offset: 24, .. }),
+            "{e}"
+        );
+
+        let mut ng = Ng::new();
+        ng.shb(false);
+        ng.idb(1, None);
+        let at = ng.out.len();
+        ng.epb(0, 0, b"xx", None);
+        ng.out[at + 4..at + 8].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
+        let (_, res) = collect(&ng.out, 64);
+        assert!(matches!(res.unwrap_err(), ReadError::Malformed { .. }));
+    }
+
+    #[test]
+    fn foreign_files_say_how_to_convert() {
+        let (_, res) = collect(b"GMBU\x00\x02\x00\x00 network monitor", 4);
+        let e = res.unwrap_err().to_string();
+        assert!(e.contains("Network Monitor") && e.contains("pcapng"), "{e}");
+
+        let mut etl = vec![0u8; 64];
+        etl[..4].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+        etl[4..8].copy_from_slice(&0x0000_0400u32.to_le_bytes());
+        let e = collect(&etl, 64).1.unwrap_err().to_string();
+        assert!(e.contains("ETL") && e.contains("etl2pcap"), "{e}");
+
+        let e = collect(b"hello world, not a capture", 64).1.unwrap_err();
+        assert!(matches!(e, ReadError::NotACapture { .. }), "{e}");
+        let e = collect(b"", 64).1.unwrap_err();
+        assert!(matches!(e, ReadError::TooShort { len: 0 }), "{e}");
+    }
+
+    #[test]
+    fn binary_and_decimal_resolutions() {
+        assert_eq!(TsResol::Decimal(6).to_ns(5), 5_000);
+        assert_eq!(TsResol::Decimal(12).to_ns(5_000), 5);
+        assert_eq!(TsResol::Binary(1).to_ns(3), 1_500_000_000);
+        assert_eq!(TsResol::from_option(0x80 | 64), None);
+        assert_eq!(TsResol::from_option(20), None);
+        assert_eq!(clamp_ns(i128::MAX), i64::MAX);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_garbage(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let _ = collect(&bytes, 37);
+        }
+
+        #[test]
+        fn never_panics_on_damaged_captures(
+            flips in proptest::collection::vec((0usize..4096, proptest::num::u8::ANY), 1..8),
+            ng in proptest::bool::ANY,
+        ) {
+            let frames = two_frames();
+            let mut file = if ng {
+                let mut n = Ng::new();
+                n.shb(false);
+                n.idb(1, Some(9));
+                for f in &frames { n.epb(0, 5, &f.data, None); }
+                n.dsb_tls(b"x");
+                n.out
+            } else {
+                synth::pcap(false, true, 1, &frames)
+            };
+            for (at, v) in flips {
+                let n = file.len();
+                file[at % n] = v;
+            }
+            let _ = collect(&file, 11);
+        }
+    }
+}

@@ -297,15 +297,16 @@ impl HalfStream {
         } else {
             let captured_end =
                 start.saturating_add(i64::try_from(payload.len()).unwrap_or(i64::MAX));
+            let mut added = 0;
             if captured_end > start {
-                self.insert(start, Piece::Data(payload.to_vec()));
+                added += self.insert(start, Piece::Data(payload.to_vec()));
             }
             if u64::from(wire_len) > payload.len() as u64 {
                 self.stats.truncated_segments = self.stats.truncated_segments.saturating_add(1);
                 let missing = u64::from(wire_len) - payload.len() as u64;
-                self.insert(captured_end, Piece::Missing(missing));
+                added += self.insert(captured_end, Piece::Missing(missing));
             }
-            if start > next {
+            if start > next && added > 0 {
                 self.stats.out_of_order_segments =
                     self.stats.out_of_order_segments.saturating_add(1);
             }
@@ -319,8 +320,9 @@ impl HalfStream {
     }
 
     /// Inserts a piece starting at stream offset `start` (may be before `next`): only the
-    /// bytes not delivered and not already buffered are kept (first arrival wins).
-    fn insert(&mut self, start: i64, piece: Piece) {
+    /// bytes not delivered and not already buffered are kept (first arrival wins). Returns how
+    /// many bytes were new.
+    fn insert(&mut self, start: i64, piece: Piece) -> u64 {
         let len = piece.len();
         let next = self.next;
         // Trim what was delivered already.
@@ -332,11 +334,11 @@ impl HalfStream {
                 self.stats.retransmitted_segments =
                     self.stats.retransmitted_segments.saturating_add(1);
                 self.stats.retransmitted_bytes = self.stats.retransmitted_bytes.saturating_add(len);
-                return;
+                return 0;
             }
             match piece.part(cut, len) {
                 Some(p) => (next, p),
-                None => return,
+                None => return 0,
             }
         } else {
             (u64::try_from(start).unwrap_or(0), piece)
@@ -377,10 +379,13 @@ impl HalfStream {
             self.stats.retransmitted_segments = self.stats.retransmitted_segments.saturating_add(1);
             self.stats.retransmitted_bytes = self.stats.retransmitted_bytes.saturating_add(covered);
         }
+        let mut added = 0u64;
         for (k, p) in new_parts {
+            added = added.saturating_add(p.len());
             self.pending_bytes = self.pending_bytes.saturating_add(p.mem());
             self.pending.insert(k, p);
         }
+        added
     }
 
     fn count_conflicts(&mut self, new: &Piece, new_start: u64, old_key: u64, a: u64, b: u64) {
@@ -671,6 +676,363 @@ impl Flow {
         let ts = self.last_ts_ns;
         for (i, h) in self.halves.iter_mut().enumerate() {
             h.flush(i, ts, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+    #![allow(clippy::cast_possible_truncation)]
+
+    use super::*;
+    use crate::capture::link::TcpFlags;
+
+    fn seg(seq: u32, ack: Option<u32>, payload: &[u8]) -> TcpSegment<'_> {
+        TcpSegment {
+            src_port: 1,
+            dst_port: 2,
+            seq,
+            ack: ack.unwrap_or(0),
+            flags: TcpFlags {
+                ack: ack.is_some(),
+                ..TcpFlags::default()
+            },
+            payload,
+            wire_len: payload.len() as u32,
+        }
+    }
+
+    fn flags(syn: bool, ack: bool, fin: bool, rst: bool) -> TcpFlags {
+        TcpFlags {
+            syn,
+            ack,
+            fin,
+            rst,
+            psh: false,
+        }
+    }
+
+    /// What came out, per side: the bytes in order (checking offsets are contiguous), the gaps,
+    /// and FIN/RST order.
+    #[derive(Debug, Default, PartialEq)]
+    struct Out {
+        data: [Vec<u8>; 2],
+        gaps: [Vec<(u64, u64, GapReason)>; 2],
+        closes: Vec<(usize, &'static str)>,
+    }
+
+    fn collect(events: &[FlowEvent]) -> Out {
+        let mut o = Out::default();
+        let mut pos = [0u64; 2];
+        for e in events {
+            match e {
+                FlowEvent::Data {
+                    from, offset, data, ..
+                } => {
+                    assert_eq!(*offset, pos[*from], "data out of order: {events:?}");
+                    pos[*from] += data.len() as u64;
+                    o.data[*from].extend_from_slice(data);
+                }
+                FlowEvent::Gap { from, gap } => {
+                    assert_eq!(gap.offset, pos[*from]);
+                    pos[*from] += gap.len;
+                    o.gaps[*from].push((gap.offset, gap.len, gap.reason));
+                }
+                FlowEvent::Fin { from, .. } => o.closes.push((*from, "fin")),
+                FlowEvent::Rst { from, .. } => o.closes.push((*from, "rst")),
+                _ => {}
+            }
+        }
+        o
+    }
+
+    fn run(flow: &mut Flow, segs: &[(usize, TcpSegment<'_>)]) -> Vec<FlowEvent> {
+        let mut out = Vec::new();
+        for (i, (from, s)) in segs.iter().enumerate() {
+            flow.on_segment(*from, s, i as i64, &mut out);
+        }
+        flow.finish(&mut out);
+        out
+    }
+
+    fn cfg() -> ReassemblyConfig {
+        ReassemblyConfig::default()
+    }
+
+    #[test]
+    fn handshake_then_in_order_data_and_fins() {
+        let mut f = Flow::new(&cfg(), 0);
+        let mut syn = seg(99, None, b"");
+        syn.flags = flags(true, false, false, false);
+        let mut synack = seg(4999, Some(100), b"");
+        synack.flags = flags(true, true, false, false);
+        let mut fin = seg(105, Some(5003), b"");
+        fin.flags = flags(false, true, true, false);
+        let mut fin2 = seg(5003, Some(106), b"");
+        fin2.flags = flags(false, true, true, false);
+        let ev = run(
+            &mut f,
+            &[
+                (0, syn),
+                (1, synack),
+                (0, seg(100, Some(5000), b"hello")),
+                (1, seg(5000, Some(105), b"abc")),
+                (0, fin),
+                (1, fin2),
+            ],
+        );
+        let o = collect(&ev);
+        assert_eq!(o.data, [b"hello".to_vec(), b"abc".to_vec()]);
+        assert_eq!(o.closes, vec![(0, "fin"), (1, "fin")]);
+        assert!(o.gaps.iter().all(Vec::is_empty));
+        assert_eq!(f.syn_from, Some(0));
+        assert_eq!(f.halves[0].isn(), Some(99));
+        assert!(f.is_closed());
+        assert!(matches!(ev[0], FlowEvent::Syn { from: 0, .. }));
+        assert!(matches!(ev[1], FlowEvent::SynAck { from: 1, .. }));
+    }
+
+    #[test]
+    fn out_of_order_duplicates_and_overlaps() {
+        let mut f = Flow::new(&cfg(), 0);
+        let ev = run(
+            &mut f,
+            &[
+                (0, seg(10, None, b"abc")),
+                (0, seg(16, None, b"ghi")),   // ahead: buffered
+                (0, seg(16, None, b"ghi")),   // exact duplicate of a buffered segment
+                (0, seg(13, None, b"def")),   // fills the hole
+                (0, seg(10, None, b"abc")),   // retransmission of delivered bytes
+                (0, seg(18, None, b"XjklZ")), // overlaps 'i' with a different byte
+                (0, seg(14, None, b"EFGHIJ")), // entirely old
+            ],
+        );
+        let o = collect(&ev);
+        assert_eq!(o.data[0], b"abcdefghijklZ");
+        let s = &f.halves[0].stats;
+        assert_eq!(s.out_of_order_segments, 1);
+        assert!(s.retransmitted_segments >= 3, "{s:?}");
+        assert_eq!(s.overlap_conflicts, 0, "the overlap was with delivered bytes");
+        assert!(s.started_mid_stream);
+        assert_eq!(s.delivered_bytes, 13);
+    }
+
+    #[test]
+    fn buffered_overlap_conflicts_are_counted_first_wins() {
+        let mut f = Flow::new(&cfg(), 0);
+        let ev = run(
+            &mut f,
+            &[
+                (0, seg(0, None, b"a")),
+                (0, seg(3, None, b"DEF")),
+                (0, seg(2, None, b"cDXF")), // 'X' differs from the buffered 'E'
+                (0, seg(1, None, b"b")),
+            ],
+        );
+        assert_eq!(collect(&ev).data[0], b"abcDEF");
+        assert_eq!(f.halves[0].stats.overlap_conflicts, 1);
+    }
+
+    #[test]
+    fn hole_acknowledged_by_the_peer_becomes_a_gap() {
+        let mut f = Flow::new(&cfg(), 0);
+        let ev = run(
+            &mut f,
+            &[
+                (0, seg(100, None, b"aaaa")),
+                // 104..108 never captured
+                (0, seg(108, None, b"cccc")),
+                // the peer acknowledges up to 112: the hole will not be retransmitted
+                (1, seg(7, Some(112), b"")),
+                (0, seg(112, None, b"dd")),
+            ],
+        );
+        let o = collect(&ev);
+        assert_eq!(o.data[0], b"aaaaccccdd");
+        assert_eq!(o.gaps[0], vec![(4, 4, GapReason::AckedNotCaptured)]);
+        // The gap is reported before the bytes after it, at the time of the ACK.
+        let gap_at = ev
+            .iter()
+            .position(|e| matches!(e, FlowEvent::Gap { .. }))
+            .unwrap();
+        let later = ev
+            .iter()
+            .position(|e| matches!(e, FlowEvent::Data { offset: 8, .. }))
+            .unwrap();
+        assert!(gap_at < later);
+        assert_eq!(f.halves[0].stats.missing_bytes, 4);
+        assert_eq!(f.halves[0].acked(), 12);
+    }
+
+    #[test]
+    fn acked_data_missing_at_the_end_and_unfilled_holes() {
+        let mut f = Flow::new(&cfg(), 0);
+        let ev = run(
+            &mut f,
+            &[
+                (0, seg(0, None, b"ab")),
+                (0, seg(5, None, b"fg")),
+                // nothing fills 2..5: given up at the end
+            ],
+        );
+        let o = collect(&ev);
+        assert_eq!(o.data[0], b"abfg");
+        assert_eq!(o.gaps[0], vec![(2, 3, GapReason::End)]);
+
+        // The peer acknowledges bytes never seen at all.
+        let mut f = Flow::new(&cfg(), 0);
+        let ev = run(&mut f, &[(0, seg(0, None, b"ab")), (1, seg(0, Some(10), b""))]);
+        assert_eq!(collect(&ev).gaps[0], vec![(2, 8, GapReason::AckedNotCaptured)]);
+    }
+
+    #[test]
+    fn snap_length_cut_becomes_a_gap_at_once() {
+        let mut f = Flow::new(&cfg(), 0);
+        let mut cut = seg(0, None, b"abc");
+        cut.wire_len = 10;
+        let ev = {
+            let mut out = Vec::new();
+            f.on_segment(0, &cut, 1, &mut out);
+            f.on_segment(0, &seg(10, None, b"k"), 2, &mut out);
+            out
+        };
+        let o = collect(&ev);
+        assert_eq!(o.data[0], b"abck");
+        assert_eq!(o.gaps[0], vec![(3, 7, GapReason::Truncated)]);
+        assert_eq!(f.halves[0].stats.truncated_segments, 1);
+    }
+
+    #[test]
+    fn buffer_cap_gives_up_the_hole() {
+        let c = ReassemblyConfig {
+            max_buffered: 8,
+            max_gaps_listed: 1,
+        };
+        let mut f = Flow::new(&c, 0);
+        let ev = run(
+            &mut f,
+            &[
+                (0, seg(0, None, b"a")),
+                (0, seg(5, None, b"xxxx")),
+                (0, seg(20, None, b"yyyyy")),
+            ],
+        );
+        let o = collect(&ev);
+        assert_eq!(o.gaps[0][0], (1, 4, GapReason::BufferCap));
+        assert_eq!(o.data[0], b"axxxxyyyyy");
+        // Only one gap listed, both counted.
+        assert_eq!(f.halves[0].gaps.len(), 1);
+        assert_eq!(f.halves[0].stats.gaps, 2);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let mut f = Flow::new(&cfg(), 0);
+        let ev = run(
+            &mut f,
+            &[
+                (0, seg(u32::MAX - 1, None, b"ab")),
+                (0, seg(2, None, b"ef")),
+                (0, seg(0, None, b"cd")),
+            ],
+        );
+        assert_eq!(collect(&ev).data[0], b"abcdef");
+    }
+
+    #[test]
+    fn rst_flushes_and_closes_once() {
+        let mut f = Flow::new(&cfg(), 0);
+        let mut rst = seg(3, Some(0), b"");
+        rst.flags = flags(false, true, false, true);
+        let ev = run(
+            &mut f,
+            &[
+                (0, seg(0, None, b"a")),
+                (0, seg(2, None, b"c")),
+                (0, rst.clone()),
+                (0, rst),
+            ],
+        );
+        let o = collect(&ev);
+        assert_eq!(o.closes, vec![(0, "rst")]);
+        assert_eq!(o.gaps[0], vec![(1, 1, GapReason::End)]);
+        assert!(f.is_closed());
+    }
+
+    #[test]
+    fn new_syn_with_another_isn_is_a_new_connection() {
+        let mut f = Flow::new(&cfg(), 0);
+        let mut syn = seg(99, None, b"");
+        syn.flags = flags(true, false, false, false);
+        let mut out = Vec::new();
+        f.on_segment(0, &syn, 0, &mut out);
+        assert!(!f.starts_new_connection(0, &syn), "a retransmitted SYN");
+        let mut other = syn.clone();
+        other.seq = 5;
+        assert!(f.starts_new_connection(0, &other));
+    }
+
+    proptest::proptest! {
+        /// Any order of a stream's segments, with duplicates, gives the same bytes once all
+        /// segments arrived (no gap is given up while the receiver stays silent).
+        #[test]
+        fn permutations_reassemble_identically(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 1..400),
+            cuts in proptest::collection::vec(0usize..400, 0..12),
+            order in proptest::collection::vec(proptest::num::usize::ANY, 0..40),
+            isn in proptest::num::u32::ANY,
+        ) {
+            let mut bounds: Vec<usize> = cuts.into_iter().map(|c| c % data.len()).collect();
+            bounds.push(0);
+            bounds.push(data.len());
+            bounds.sort_unstable();
+            bounds.dedup();
+            let pieces: Vec<(u32, &[u8])> = bounds
+                .windows(2)
+                .map(|w| (isn.wrapping_add(w[0] as u32), &data[w[0]..w[1]]))
+                .collect();
+            // A permutation (plus duplicates) in which the first segment comes first, since a
+            // stream without SYN starts at the first byte seen.
+            let mut idx: Vec<usize> = (1..pieces.len()).collect();
+            for (i, o) in order.iter().enumerate() {
+                let n = idx.len();
+                if n > 1 { idx.swap(i % n, o % n); }
+                if o % 5 == 0 && n > 0 { idx.push(o % n + 1); }
+            }
+            idx.insert(0, 0);
+            let mut f = Flow::new(&ReassemblyConfig::default(), 0);
+            let mut out = Vec::new();
+            for (t, i) in idx.iter().enumerate() {
+                let (seq, p) = pieces[*i % pieces.len()];
+                f.on_segment(0, &seg(seq, None, p), t as i64, &mut out);
+            }
+            f.finish(&mut out);
+            let o = collect(&out);
+            proptest::prop_assert_eq!(&o.data[0], &data);
+            proptest::prop_assert!(o.gaps[0].is_empty());
+        }
+
+        /// Arbitrary segments in both directions never panic and never deliver a byte twice.
+        #[test]
+        fn arbitrary_segments_never_panic(
+            segs in proptest::collection::vec(
+                (0usize..2, proptest::num::u32::ANY, proptest::num::u32::ANY, 0u8..32,
+                 proptest::collection::vec(proptest::num::u8::ANY, 0..40), 0u32..80),
+                0..60),
+        ) {
+            let mut f = Flow::new(&ReassemblyConfig { max_buffered: 64, max_gaps_listed: 4 }, 0);
+            let mut out = Vec::new();
+            for (t, (from, seq, ack, fl, payload, extra)) in segs.iter().enumerate() {
+                let s = TcpSegment {
+                    src_port: 1, dst_port: 2, seq: *seq % 300, ack: *ack % 300,
+                    flags: flags(fl & 1 != 0, fl & 2 != 0, fl & 4 != 0, fl & 8 != 0),
+                    payload, wire_len: payload.len() as u32 + extra % 3 * extra,
+                };
+                f.on_segment(*from, &s, t as i64, &mut out);
+            }
+            f.finish(&mut out);
+            let _ = collect(&out);
         }
     }
 }
