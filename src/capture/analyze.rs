@@ -49,6 +49,10 @@ pub struct AnalyzeConfig {
     /// capture shows the connection going on). When false, the machine only hears the time of
     /// the next event and, at the end, of the connection's last packet.
     pub live_stall_ticks: bool,
+    /// Keep feeding a direction's bytes to the machine after a gap in it. The machine's framer
+    /// cannot know bytes are missing, so what follows a gap is usually misframed; by default a
+    /// direction is no longer decoded after its first gap (closes and timing still are).
+    pub feed_after_gap: bool,
 }
 
 impl Default for AnalyzeConfig {
@@ -62,6 +66,7 @@ impl Default for AnalyzeConfig {
             max_active_flows: 100_000,
             keep_events: false,
             live_stall_ticks: true,
+            feed_after_gap: false,
         }
     }
 }
@@ -505,6 +510,8 @@ struct RdpState {
     /// First bytes of the client stream from the CR on (to find the ClientHello random).
     client_head: Vec<u8>,
     machine_stall_at: Option<Micros>,
+    /// Per flow side: decoding stopped at this stream offset because of a gap.
+    stopped_at_gap: [Option<u64>; 2],
 }
 
 #[derive(Debug)]
@@ -1160,6 +1167,7 @@ impl Conn {
             notes,
             client_head: Vec::new(),
             machine_stall_at: None,
+            stopped_at_gap: [None, None],
         };
         self.state = ConnState::Rdp(Box::new(rdp));
         self.prefix = [Vec::new(), Vec::new()];
@@ -1309,7 +1317,8 @@ impl RdpState {
                     self.client_head
                         .extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
                 }
-                if !self.session.inspection_done() {
+                let stopped = self.stopped_at_gap.get(from).copied().flatten().is_some();
+                if !self.session.inspection_done() && !stopped {
                     self.session.feed(dir, bytes, at);
                 }
             }
@@ -1328,6 +1337,23 @@ impl RdpState {
                     at_s: secs(rel_micros(at_ns, origin)),
                     reason,
                 });
+                let skip = self.skip.get(from).copied().unwrap_or(0);
+                if !cfg.feed_after_gap && offset.saturating_add(len) > skip {
+                    if let Some(slot @ None) = self.stopped_at_gap.get_mut(from) {
+                        *slot = Some(offset);
+                        self.notes.push(format!(
+                            "the {} stream was decoded up to offset {offset} only: the capture \
+                             misses {len} bytes there ({}), and what follows cannot be framed",
+                            dir.arrow(),
+                            match reason {
+                                GapReason::AckedNotCaptured => "acknowledged by the peer",
+                                GapReason::Truncated => "cut by the snap length",
+                                GapReason::BufferCap => "too much data waiting behind the hole",
+                                GapReason::End => "never retransmitted",
+                            }
+                        ));
+                    }
+                }
             }
             FlowEvent::Fin { from, ts_ns } => {
                 let at = rel_micros(ts_ns, origin);
@@ -1418,8 +1444,7 @@ impl RdpState {
         let missing: u64 = flow.halves.iter().map(|h| h.stats.missing_bytes).sum();
         if missing > 0 {
             self.notes.push(format!(
-                "{missing} bytes are missing from the capture ({} gaps): decoding continued \
-                 after each gap, so later decode errors may be artefacts",
+                "{missing} bytes are missing from the capture ({} gaps)",
                 flow.halves.iter().map(|h| h.stats.gaps).sum::<u64>()
             ));
         }
@@ -1483,6 +1508,385 @@ impl RdpState {
             capture_ended: open,
             notes: self.notes,
             events,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+    #![allow(clippy::cast_possible_truncation)]
+
+    use super::*;
+    use crate::capture::synth::{self, Conv, Frame, Framing, Ng};
+
+    fn run(file: &[u8]) -> AnalysisReport {
+        analyze_bytes(file, AnalyzeConfig::default()).unwrap()
+    }
+
+    fn pcap_of(c: &Conv) -> Vec<u8> {
+        synth::pcap(false, false, c.framing.link_type(), &c.frames)
+    }
+
+    fn assert_neg_failure(r: &AnalysisReport) {
+        assert_eq!(r.connections.len(), 1, "{r:#?}");
+        let c = &r.connections[0];
+        assert_eq!(c.client.to_string(), "10.0.0.1:50000");
+        assert_eq!(c.server.to_string(), "10.0.0.2:3389");
+        assert_eq!(c.verdict.cause, "nego.ssl_not_allowed_by_server", "{:#?}", c.verdict);
+        assert_eq!(c.verdict.phase_reached, Phase::X224);
+        assert_eq!(c.verdict.closed_by, Some(Side::Client));
+        assert_eq!(c.verdict.close_kind, Some(CloseKind::Fin));
+        assert_eq!(c.verdict.facts.cookie.as_deref(), Some("tester"));
+        assert_eq!(c.bytes_client_to_server, synth::cr(1).len() as u64);
+        assert_eq!(c.bytes_server_to_client, 19);
+        assert!(!c.capture_ended);
+        assert!(c.gaps.is_empty() && c.preamble.is_none());
+        assert_eq!(c.first_seen, "2024-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn same_verdict_whatever_the_container_and_link() {
+        for framing in [
+            Framing::Ethernet,
+            Framing::Vlan(vec![100, 200]),
+            Framing::RawIp,
+            Framing::Null,
+            Framing::Sll,
+            Framing::Sll2,
+        ] {
+            let c = synth::neg_failure_conv(framing.clone(), 3389);
+            let link = framing.link_type();
+            let r = run(&synth::pcap(false, false, link, &c.frames));
+            assert_neg_failure(&r);
+            if let Framing::Vlan(v) = &framing {
+                assert_eq!(&r.connections[0].vlans, v, "QinQ tags");
+            }
+            // Nanosecond and big-endian pcap.
+            assert_neg_failure(&run(&synth::pcap(false, true, link, &c.frames)));
+            assert_neg_failure(&run(&synth::pcap(true, false, link, &c.frames)));
+        }
+    }
+
+    #[test]
+    fn pcapng_with_two_link_types_and_gzip() {
+        // Client packets on an Ethernet interface, host packets on a raw-IP one (as netsh trace
+        // conversions do with one IDB per Windows interface).
+        let eth = synth::neg_failure_conv(Framing::Ethernet, 3389);
+        let raw = synth::neg_failure_conv(Framing::RawIp, 3389);
+        let mut ng = Ng::new();
+        ng.shb(false);
+        ng.idb(1, None);
+        ng.idb(101, Some(9));
+        for (i, (e, r)) in eth.frames.iter().zip(&raw.frames).enumerate() {
+            // Packets 1, 4, 5 of the script are the host's (SYN/ACK, CC, FIN).
+            if [1, 4, 6].contains(&i) {
+                ng.epb(1, r.ts_ns as u64, &r.data, None);
+            } else {
+                ng.epb(0, (e.ts_ns / 1000) as u64, &e.data, None);
+            }
+        }
+        let r = run(&ng.out);
+        assert_neg_failure(&r);
+        assert_eq!(r.link_types.len(), 2, "{:?}", r.link_types);
+
+        use flate2::{Compression, write::GzEncoder};
+        use std::io::Write;
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        enc.write_all(&ng.out).unwrap();
+        let r = run(&enc.finish().unwrap());
+        assert!(r.gzip);
+        assert_neg_failure(&r);
+    }
+
+    /// Out-of-order, duplicated and overlapping segments, and a hole the receiver acknowledged.
+    #[test]
+    fn messy_tcp_gives_the_same_diagnosis_and_reports_the_gap() {
+        let mut c = Conv::new(Framing::Ethernet, 3389);
+        c.handshake();
+        let cr = synth::cr(1);
+        let base = c.cseq;
+        let s = |i: usize| base.wrapping_add(i as u32);
+        // The CR in three pieces: last first, a duplicate, an overlap.
+        c.raw(true, s(20), synth::ACK, &cr[20..]);
+        c.raw(true, s(0), synth::ACK, &cr[..12]);
+        c.raw(true, s(20), synth::ACK, &cr[20..]);
+        c.raw(true, s(8), synth::ACK, &cr[8..24]);
+        c.cseq = s(cr.len());
+        c.send(false, &synth::cc_failure(2));
+        // The host sends 100 more bytes; the capture misses the first 40, the client ACKs all.
+        let junk = vec![0x17u8; 100];
+        c.raw(false, c.sseq.wrapping_add(40), synth::ACK, &junk[40..]);
+        c.sseq = c.sseq.wrapping_add(100);
+        c.raw(true, c.cseq, synth::ACK, &[]);
+        c.fin(true);
+        c.fin(false);
+        let r = run(&pcap_of(&c));
+        let a = &r.connections[0];
+        assert_eq!(a.verdict.cause, "nego.ssl_not_allowed_by_server", "{:#?}", a.verdict);
+        assert_eq!(a.bytes_client_to_server, cr.len() as u64);
+        assert_eq!(a.gaps.len(), 1, "{:?}", a.gaps);
+        assert_eq!(a.gaps[0].dir, Direction::HostToClient);
+        assert_eq!((a.gaps[0].offset, a.gaps[0].len), (19, 40));
+        assert_eq!(a.gaps[0].reason, GapReason::AckedNotCaptured);
+        assert_eq!(a.missing_bytes, 40);
+        assert!(a.tcp_client_to_server.retransmitted_segments >= 1);
+        assert!(a.tcp_client_to_server.out_of_order_segments >= 1);
+        assert!(a.notes.iter().any(|n| n.contains("40 bytes are missing")));
+    }
+
+    #[test]
+    fn socks5_preamble_on_an_odd_port() {
+        let mut c = Conv::new(Framing::Ethernet, 1080);
+        c.handshake();
+        c.send(true, &[5, 1, 0]);
+        c.send(false, &[5, 0]);
+        c.send(true, &[5, 1, 0, 1, 10, 0, 0, 9, 0x0d, 0x3d]);
+        c.send(false, &[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        c.send(true, &synth::cr(0));
+        c.send(false, &synth::cc_selected(0));
+        let r = run(&pcap_of(&c));
+        assert_eq!(r.connections.len(), 1, "{r:#?}");
+        let a = &r.connections[0];
+        let p = a.preamble.as_ref().unwrap();
+        assert_eq!((p.kind, p.client_bytes, p.server_bytes), ("socks5", 13, 12));
+        assert_eq!(p.detail.as_deref(), Some("CONNECT 10.0.0.9:3389"));
+        assert_eq!(a.verdict.facts.selected_protocol.as_deref(), Some("RDP(0x0)"));
+        assert_eq!(a.verdict.outcome, Outcome::Unknown);
+        assert!(a.capture_ended);
+        assert!(a.notes.iter().any(|n| n.contains("port 1080")));
+    }
+
+    #[test]
+    fn preconnection_pdu_preamble() {
+        let mut c = Conv::new(Framing::Ethernet, 2179);
+        c.handshake();
+        let mut pdu = Vec::new();
+        for v in [16u32, 0, 1, 42] {
+            pdu.extend_from_slice(&v.to_le_bytes());
+        }
+        pdu.extend_from_slice(&synth::cr(3));
+        c.send(true, &pdu);
+        c.send(false, &synth::cc_failure(5));
+        c.rst(false);
+        let r = run(&pcap_of(&c));
+        let a = &r.connections[0];
+        let p = a.preamble.as_ref().unwrap();
+        assert_eq!(p.kind, "rdp_preconnection_pdu");
+        assert_eq!(p.detail.as_deref(), Some("version 1, Id 42"));
+        assert_eq!(a.verdict.cause, "nego.hybrid_required_by_server");
+    }
+
+    #[test]
+    fn refused_timeout_and_not_rdp() {
+        let mut c = Conv::new(Framing::Ethernet, 3389);
+        c.raw(true, 1, synth::SYN, &[]);
+        c.raw(false, 0, synth::RSTACK, &[]);
+        let r = run(&pcap_of(&c));
+        assert_eq!(r.connections[0].verdict.cause, "tcp.connect_refused");
+
+        let mut c = Conv::new(Framing::Ethernet, 3389);
+        c.raw(true, 1, synth::SYN, &[]);
+        c.wait_ms(3000);
+        c.raw(true, 1, synth::SYN, &[]);
+        let r = run(&pcap_of(&c));
+        let a = &r.connections[0];
+        assert_eq!(a.verdict.cause, "tcp.connect_timeout", "{:#?}", a.verdict);
+        assert!(a.notes.iter().any(|n| n.contains("2 sent")));
+
+        // The same on another port is not RDP: listed only.
+        let mut c = Conv::new(Framing::Ethernet, 445);
+        c.raw(true, 1, synth::SYN, &[]);
+        c.raw(false, 0, synth::RSTACK, &[]);
+        let mut h = Conv::new(Framing::Ethernet, 80);
+        h.client.1 = 50001;
+        h.handshake();
+        h.send(true, b"GET / HTTP/1.1\r\n\r\n");
+        h.send(false, b"HTTP/1.1 200 OK\r\n\r\n");
+        let mut frames = c.frames.clone();
+        frames.extend(h.frames);
+        let r = run(&synth::pcap(false, false, 1, &frames));
+        assert!(r.connections.is_empty());
+        assert_eq!(r.other_tcp.len(), 2);
+        assert_eq!(r.other_tcp[0].state, "refused");
+        assert_eq!(r.other_tcp[1].looks_like.as_deref(), Some("HTTP"));
+        assert_eq!(r.other_tcp[1].stream, 1);
+    }
+
+    #[test]
+    fn port_reuse_makes_two_connections() {
+        let a = synth::neg_failure_conv(Framing::Ethernet, 3389);
+        let mut b = synth::neg_failure_conv(Framing::Ethernet, 3389);
+        for f in &mut b.frames {
+            f.ts_ns += 5_000_000_000;
+        }
+        // Another ISN for the second connection.
+        let mut b2 = Conv::new(Framing::Ethernet, 3389);
+        b2.cseq = 777_777;
+        b2.ts_ns += 5_000_000_000;
+        b2.handshake();
+        b2.send(true, &synth::cr(0));
+        b2.send(false, &synth::cc_selected(0));
+        b2.fin(true);
+        b2.fin(false);
+        let mut frames = a.frames.clone();
+        frames.extend(b2.frames);
+        let r = run(&synth::pcap(false, false, 1, &frames));
+        assert_eq!(r.connections.len(), 2, "{r:#?}");
+        assert_eq!(r.connections[0].verdict.cause, "nego.ssl_not_allowed_by_server");
+        assert_eq!(r.connections[1].stream, 1);
+        assert_eq!(
+            r.connections[1].verdict.facts.requested_protocols.as_deref(),
+            Some("RDP(0x0)")
+        );
+    }
+
+    #[test]
+    fn capture_starting_mid_connection() {
+        let mut c = Conv::new(Framing::Ethernet, 3389);
+        // No handshake; the host's packet comes first (side 0 is the host).
+        c.raw(false, c.sseq, synth::ACK, &[]);
+        c.send(true, &synth::cr(1));
+        c.send(false, &synth::cc_failure(2));
+        c.fin(true);
+        c.fin(false);
+        let r = run(&pcap_of(&c));
+        let a = &r.connections[0];
+        assert_eq!(a.client.to_string(), "10.0.0.1:50000");
+        assert_eq!(a.verdict.cause, "nego.ssl_not_allowed_by_server");
+        assert!(a.notes.iter().any(|n| n.contains("not in the capture")));
+    }
+
+    #[test]
+    fn silences_are_reported_as_stalls() {
+        let mut c = Conv::new(Framing::Ethernet, 3389);
+        c.handshake();
+        c.send(true, &synth::cr(1));
+        c.wait_ms(10_000);
+        c.send(false, &synth::cc_failure(2));
+        c.fin(true);
+        c.fin(false);
+        let r = run(&pcap_of(&c));
+        let s = &r.connections[0].stalls;
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s[0].phase, Phase::X224);
+        assert_eq!(s[0].resumed_by, Some(Side::Host));
+        assert!(s[0].idle_s > 9.9 && s[0].idle_s < 10.1);
+    }
+
+    #[test]
+    fn udp_rdp_is_reported_not_analysed() {
+        // RDPEUDP SYN: snSourceAck -1, window, flags SYN (MS-RDPEUDP 2.2.2.1).
+        let syn = [0xff, 0xff, 0xff, 0xff, 0x00, 0x40, 0x00, 0x01];
+        let d = synth::udp_packet(([10, 0, 0, 1], 55555), ([10, 0, 0, 2], 3389), &syn);
+        let r = run(&synth::pcap(
+            false,
+            false,
+            1,
+            &[Frame {
+                ts_ns: synth::T0,
+                data: d,
+                orig_len: None,
+            }],
+        ));
+        assert!(r.connections.is_empty());
+        assert_eq!(r.rdp_udp.len(), 1);
+        assert!(r.rdp_udp[0].rdpeudp_syn);
+        assert!(r.warnings.iter().any(|w| w.contains("MS-RDPEUDP")));
+    }
+
+    #[test]
+    fn truncated_packets_give_the_pktmon_hint() {
+        let mut c = synth::neg_failure_conv(Framing::Ethernet, 3389);
+        for f in &mut c.frames {
+            if f.data.len() > 64 {
+                f.orig_len = Some(f.data.len() as u32);
+                f.data.truncate(64);
+            }
+        }
+        let r = run(&pcap_of(&c));
+        assert!(
+            r.warnings.iter().any(|w| w.contains("--pkt-size 0")),
+            "{:?}",
+            r.warnings
+        );
+        assert!(r.connections[0].missing_bytes > 0);
+    }
+
+    #[test]
+    fn key_log_for_the_client_hello_is_found() {
+        let random = [0x42u8; 32];
+        let mut hello = vec![0x16, 0x03, 0x01, 0x00, 0x2f, 0x01, 0x00, 0x00, 0x2b, 0x03, 0x03];
+        hello.extend_from_slice(&random);
+        hello.extend_from_slice(&[0x00, 0x00, 0x02, 0x00, 0x2f, 0x01, 0x00]);
+        let mut c = Conv::new(Framing::Ethernet, 3389);
+        c.handshake();
+        c.send(true, &synth::cr(1));
+        c.send(false, &synth::cc_selected(1));
+        c.send(true, &hello);
+        let keylog = format!("CLIENT_RANDOM {} {}\n", hex::encode(random), "ab".repeat(48));
+        for (log, expect) in [(keylog.as_str(), true), ("CLIENT_RANDOM 00 11\n", false)] {
+            let mut ng = Ng::new();
+            ng.shb(false);
+            ng.idb(1, Some(9));
+            ng.dsb_tls(log.as_bytes());
+            for f in &c.frames {
+                ng.epb(0, f.ts_ns as u64, &f.data, None);
+            }
+            let r = run(&ng.out);
+            assert_eq!(r.tls_key_log_lines, 1);
+            assert_eq!(r.connections[0].tls_secrets, expect);
+        }
+    }
+
+    #[test]
+    fn report_serialises_with_the_verdict_flattened() {
+        let r = run(&pcap_of(&synth::neg_failure_conv(Framing::Ethernet, 3389)));
+        let v = serde_json::to_value(&r.connections[0]).unwrap();
+        assert_eq!(v["cause"], "nego.ssl_not_allowed_by_server");
+        assert_eq!(v["client"], "10.0.0.1:50000");
+        assert_eq!(v["tls_secrets"], false);
+        let whole = serde_json::to_value(&r).unwrap();
+        assert_eq!(whole["format"], "pcap (little-endian, microseconds)");
+    }
+
+    #[test]
+    fn detection_helpers() {
+        let cr = synth::cr(1);
+        assert_eq!(find_cr(&cr, 1024, false), Search::Found(0));
+        assert_eq!(find_cr(&cr[..5], 1024, false), Search::NeedMore);
+        let mut pre = b"junk".to_vec();
+        pre.extend_from_slice(&cr);
+        assert_eq!(find_cr(&pre, 1024, true), Search::Found(4));
+        assert_eq!(find_cr(b"GET / HTTP/1.1\r\n", 1024, true), Search::NotFound);
+        assert_eq!(find_cr(&[0u8; 2000], 1024, false), Search::NotFound);
+        assert_eq!(find_cc(&synth::cc_failure(2), 0, 100), Some(0));
+        assert_eq!(looks_like(b"SSH-2.0-x").as_deref(), Some("SSH"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_payloads(
+            payloads in proptest::collection::vec(
+                (proptest::bool::ANY, proptest::collection::vec(proptest::num::u8::ANY, 0..120)),
+                0..12),
+            port in proptest::sample::select(vec![3389u16, 1080]),
+        ) {
+            let mut c = Conv::new(Framing::Ethernet, port);
+            c.handshake();
+            c.send(true, &synth::cr(3));
+            for (from_client, p) in &payloads {
+                c.send(*from_client, p);
+            }
+            let _ = run(&pcap_of(&c));
+        }
+
+        #[test]
+        fn never_panics_on_arbitrary_files(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = analyze_bytes(&bytes, AnalyzeConfig::default());
+            let mut file = synth::pcap(false, false, 1, &[]);
+            file.extend_from_slice(&bytes);
+            let _ = analyze_bytes(&file, AnalyzeConfig::default());
         }
     }
 }
