@@ -402,14 +402,13 @@ fn classify_preamble(client: &[u8], server_bytes: u64) -> Preamble {
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
             .map(u32::from_le_bytes)
     };
-    if let (Some(cb), Some(0), Some(ver), Some(id)) = (u32le(0), u32le(4), u32le(8), u32le(12)) {
-        if (ver == 1 && cb == 16) || (ver == 2 && cb >= 18) {
+    if let (Some(cb), Some(0), Some(ver), Some(id)) = (u32le(0), u32le(4), u32le(8), u32le(12))
+        && ((ver == 1 && cb == 16) || (ver == 2 && cb >= 18)) {
             return mk(
                 "rdp_preconnection_pdu",
                 Some(format!("version {ver}, Id {id}")),
             );
         }
-    }
     mk("unknown", None)
 }
 
@@ -637,11 +636,10 @@ impl Analyzer {
             self.reader.finish();
             self.drain();
         }
-        if let Some(e) = &self.read_error {
-            if self.reader.format().is_none() || self.state.stats.packets == 0 {
+        if let Some(e) = &self.read_error
+            && (self.reader.format().is_none() || self.state.stats.packets == 0) {
                 return Err(e.clone());
             }
-        }
         let format = self.reader.format();
         let gzip = self.reader.gzip();
         Ok(self.state.finish(format, gzip, self.read_error))
@@ -771,11 +769,10 @@ impl State {
             let from = usize::from(c.ends[0] != src);
             c.flow.starts_new_connection(from, seg)
         });
-        if restart {
-            if let Some(old) = self.flows.remove(&key) {
+        if restart
+            && let Some(old) = self.flows.remove(&key) {
                 self.finish_conn(old);
             }
-        }
         if !self.flows.contains_key(&key) {
             if self.flows.len() >= self.cfg.max_active_flows {
                 self.stats.flows_dropped = self.stats.flows_dropped.saturating_add(1);
@@ -804,7 +801,7 @@ impl State {
         }
         self.scratch = events;
         // Connections over for a while are finished now, to keep memory bounded.
-        if self.stats.packets % 4096 == 0 {
+        if self.stats.packets.is_multiple_of(4096) {
             self.sweep(ts_ns);
         }
     }
@@ -1338,8 +1335,8 @@ impl RdpState {
                     reason,
                 });
                 let skip = self.skip.get(from).copied().unwrap_or(0);
-                if !cfg.feed_after_gap && offset.saturating_add(len) > skip {
-                    if let Some(slot @ None) = self.stopped_at_gap.get_mut(from) {
+                if !cfg.feed_after_gap && offset.saturating_add(len) > skip
+                    && let Some(slot @ None) = self.stopped_at_gap.get_mut(from) {
                         *slot = Some(offset);
                         self.notes.push(format!(
                             "the {} stream was decoded up to offset {offset} only: the capture \
@@ -1353,7 +1350,6 @@ impl RdpState {
                             }
                         ));
                     }
-                }
             }
             FlowEvent::Fin { from, ts_ns } => {
                 let at = rel_micros(ts_ns, origin);
@@ -1391,8 +1387,8 @@ impl RdpState {
         let flow = &conn.flow;
         let origin = flow.first_ts_ns;
         let last = rel_micros(flow.last_ts_ns, origin);
-        if !self.connect_reported {
-            if let Some(syn_ts) = flow.syn_ts_ns {
+        if !self.connect_reported
+            && let Some(syn_ts) = flow.syn_ts_ns {
                 // A SYN with no answer: retransmitted, or the capture went on for a while.
                 let waited = rel_micros(capture_end_ns, syn_ts);
                 if flow.syn_count >= 2 || waited >= Micros(3_000_000) {
@@ -1411,7 +1407,6 @@ impl RdpState {
                     );
                 }
             }
-        }
         // Long silences at the end become stalls for the machine too.
         self.advance(last, true);
         let client = self.client;
@@ -1615,7 +1610,7 @@ mod tests {
         c.cseq = s(cr.len());
         c.send(false, &synth::cc_failure(2));
         // The host sends 100 more bytes; the capture misses the first 40, the client ACKs all.
-        let junk = vec![0x17u8; 100];
+        let junk = [0x17u8; 100];
         c.raw(false, c.sseq.wrapping_add(40), synth::ACK, &junk[40..]);
         c.sseq = c.sseq.wrapping_add(100);
         c.raw(true, c.cseq, synth::ACK, &[]);

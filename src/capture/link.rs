@@ -250,14 +250,13 @@ fn to_ip_packet(p: LaxSlicedPacket<'_>) -> Result<IpPacket<'_>, LinkError> {
             payload: udp.payload(),
         }),
         _ => {
-            if let Some((err, layer)) = &p.stop_err {
-                if ip_payload.ip_number.0 == 6 || ip_payload.ip_number.0 == 17 {
+            if let Some((err, layer)) = &p.stop_err
+                && (ip_payload.ip_number.0 == 6 || ip_payload.ip_number.0 == 17) {
                     return Err(LinkError::Malformed {
                         layer: layer_name(*layer),
                         detail: err.to_string(),
                     });
                 }
-            }
             Transport::Other(ip_payload.ip_number.0)
         }
     };

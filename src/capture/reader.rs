@@ -878,15 +878,14 @@ fn pcapng_block(
                     if let Some(r) = v.first().copied().and_then(TsResol::from_option) {
                         resol = r;
                     }
-                } else if opt.code == OptionCode::IfTsoffset {
-                    if let Some(b) = v.get(..8).and_then(|s| <[u8; 8]>::try_from(s).ok()) {
+                } else if opt.code == OptionCode::IfTsoffset
+                    && let Some(b) = v.get(..8).and_then(|s| <[u8; 8]>::try_from(s).ok()) {
                         offset_s = if be {
                             i64::from_be_bytes(b)
                         } else {
                             i64::from_le_bytes(b)
                         };
                     }
-                }
             }
             let link = LinkType(u32::from(u16::try_from(idb.linktype.0 & 0xffff).unwrap_or(0)));
             interfaces.push(Interface {

@@ -257,17 +257,17 @@ impl HalfStream {
             .saturating_add(seq_diff(seq, expected))
     }
 
-    /// A segment from this side: `seq` is the sequence number of its first payload byte.
+    /// A segment from this side: `seq` is the sequence number of its first payload byte (the
+    /// segment's own, plus one on a SYN).
     pub fn on_segment(
         &mut self,
         from: usize,
         seq: u32,
-        payload: &[u8],
-        wire_len: u32,
-        fin: bool,
+        seg: &TcpSegment<'_>,
         ts_ns: i64,
         out: &mut Vec<FlowEvent>,
     ) {
+        let (payload, wire_len, fin) = (seg.payload, seg.wire_len, seg.flags.fin);
         if payload.is_empty() && wire_len == 0 && !fin {
             return;
         }
@@ -358,11 +358,10 @@ impl HalfStream {
         let mut new_parts: Vec<(u64, Piece)> = Vec::new();
         let mut covered: u64 = 0;
         for (k, e) in overlapping {
-            if k > cur {
-                if let Some(p) = piece.part(cur - start, k - start) {
+            if k > cur
+                && let Some(p) = piece.part(cur - start, k - start) {
                     new_parts.push((cur, p));
                 }
-            }
             let (ov_a, ov_b) = (k.max(cur), e.min(end));
             if ov_b > ov_a {
                 covered = covered.saturating_add(ov_b - ov_a);
@@ -370,11 +369,10 @@ impl HalfStream {
             }
             cur = cur.max(e);
         }
-        if cur < end {
-            if let Some(p) = piece.part(cur - start, end - start) {
+        if cur < end
+            && let Some(p) = piece.part(cur - start, end - start) {
                 new_parts.push((cur, p));
             }
-        }
         if covered > 0 && new_parts.is_empty() {
             self.stats.retransmitted_segments = self.stats.retransmitted_segments.saturating_add(1);
             self.stats.retransmitted_bytes = self.stats.retransmitted_bytes.saturating_add(covered);
@@ -442,12 +440,11 @@ impl HalfStream {
     }
 
     fn check_fin(&mut self, from: usize, ts_ns: i64, out: &mut Vec<FlowEvent>) {
-        if let Some(f) = self.fin {
-            if !self.fin_emitted && self.next >= f && self.pending.is_empty() {
+        if let Some(f) = self.fin
+            && !self.fin_emitted && self.next >= f && self.pending.is_empty() {
                 self.fin_emitted = true;
                 out.push(FlowEvent::Fin { from, ts_ns });
             }
-        }
     }
 
     fn record_gap(
@@ -541,13 +538,12 @@ impl HalfStream {
     /// End of the connection or the capture: gives up every hole and delivers what is left.
     pub fn flush(&mut self, from: usize, ts_ns: i64, out: &mut Vec<FlowEvent>) {
         while self.skip_to_first_pending(from, ts_ns, GapReason::End, out) {}
-        if let Some(f) = self.fin {
-            if !self.fin_emitted && f > self.next {
+        if let Some(f) = self.fin
+            && !self.fin_emitted && f > self.next {
                 let len = f - self.next;
                 self.record_gap(from, self.next, len, ts_ns, GapReason::End, out);
                 self.next = f;
             }
-        }
         self.check_fin(from, ts_ns, out);
     }
 }
@@ -622,11 +618,10 @@ impl Flow {
             *t = Some(t.map_or(ts_ns, |v| v.max(ts_ns)));
         }
         let f = seg.flags;
-        if f.ack && !f.rst {
-            if let Some(h) = self.halves.get_mut(other) {
+        if f.ack && !f.rst
+            && let Some(h) = self.halves.get_mut(other) {
                 h.on_peer_ack(other, seg.ack, ts_ns, out);
             }
-        }
         let mut seq = seg.seq;
         if f.syn {
             if let Some(h) = self.halves.get_mut(from) {
@@ -667,7 +662,7 @@ impl Flow {
             return;
         }
         if let Some(h) = self.halves.get_mut(from) {
-            h.on_segment(from, seq, seg.payload, seg.wire_len, f.fin, ts_ns, out);
+            h.on_segment(from, seq, seg, ts_ns, out);
         }
     }
 
