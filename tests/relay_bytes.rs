@@ -289,8 +289,41 @@ async fn concurrent_connections_stay_separate() {
     h.stop().await;
 }
 
+/// Where the relay is when the interesting thing happens.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Still feeding the session.
+    Inspecting,
+    /// In the hot path from the first byte.
+    Hot(HotPath),
+}
+
+const MODES: [Mode; 3] = [
+    Mode::Inspecting,
+    Mode::Hot(HotPath::Copy),
+    Mode::Hot(HotPath::Splice),
+];
+
+impl Mode {
+    fn apply(self, c: &mut ProxyConfig) {
+        match self {
+            Mode::Inspecting => c.inspect_limit = u64::MAX,
+            Mode::Hot(p) => {
+                c.inspect_limit = 0;
+                c.hot_path = p;
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn server_speaks_first() {
+    for mode in MODES {
+        server_speaks_first_in(mode).await;
+    }
+}
+
+async fn server_speaks_first_in(mode: Mode) {
     let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host_addr = host.local_addr().unwrap();
     let server = tokio::spawn(async move {
@@ -301,7 +334,7 @@ async fn server_speaks_first() {
         s.write_all(b"bye\r\n").await.unwrap();
         got
     });
-    let mut h = Harness::start(host_addr, |_| {}).await;
+    let mut h = Harness::start(host_addr, |c| mode.apply(c)).await;
     let mut c = TcpStream::connect(h.addr).await.unwrap();
     let mut banner = [0u8; 16];
     c.read_exact(&mut banner).await.unwrap();
@@ -324,6 +357,12 @@ async fn server_speaks_first() {
 
 #[tokio::test]
 async fn client_closes_first() {
+    for mode in MODES {
+        client_closes_first_in(mode).await;
+    }
+}
+
+async fn client_closes_first_in(mode: Mode) {
     let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host_addr = host.local_addr().unwrap();
     let server = tokio::spawn(async move {
@@ -333,7 +372,7 @@ async fn client_closes_first() {
         s.read_to_end(&mut got).await.unwrap();
         got
     });
-    let mut h = Harness::start(host_addr, |_| {}).await;
+    let mut h = Harness::start(host_addr, |c| mode.apply(c)).await;
     let mut c = TcpStream::connect(h.addr).await.unwrap();
     c.write_all(b"x224 request").await.unwrap();
     drop(c);
@@ -350,6 +389,12 @@ async fn client_closes_first() {
 
 #[tokio::test]
 async fn host_reset_reaches_the_client_as_reset() {
+    for mode in MODES {
+        host_reset_reaches_the_client_as_reset_in(mode).await;
+    }
+}
+
+async fn host_reset_reaches_the_client_as_reset_in(mode: Mode) {
     let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host_addr = host.local_addr().unwrap();
     let server = tokio::spawn(async move {
@@ -362,7 +407,7 @@ async fn host_reset_reaches_the_client_as_reset() {
         s.set_zero_linger().unwrap();
         drop(s);
     });
-    let mut h = Harness::start(host_addr, |_| {}).await;
+    let mut h = Harness::start(host_addr, |c| mode.apply(c)).await;
     let mut c = TcpStream::connect(h.addr).await.unwrap();
     c.write_all(b"ping").await.unwrap();
     let mut buf = [0u8; 4];
@@ -381,6 +426,12 @@ async fn host_reset_reaches_the_client_as_reset() {
 
 #[tokio::test]
 async fn client_reset_reaches_the_host_as_reset() {
+    for mode in MODES {
+        client_reset_reaches_the_host_as_reset_in(mode).await;
+    }
+}
+
+async fn client_reset_reaches_the_host_as_reset_in(mode: Mode) {
     let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host_addr = host.local_addr().unwrap();
     let (got_tx, got_rx) = oneshot::channel();
@@ -391,7 +442,7 @@ async fn client_reset_reaches_the_host_as_reset() {
         got_tx.send(()).unwrap();
         s.read(&mut buf).await.unwrap_err().kind()
     });
-    let mut h = Harness::start(host_addr, |_| {}).await;
+    let mut h = Harness::start(host_addr, |c| mode.apply(c)).await;
     let mut c = TcpStream::connect(h.addr).await.unwrap();
     c.write_all(b"hello").await.unwrap();
     got_rx.await.unwrap();
@@ -409,6 +460,12 @@ async fn client_reset_reaches_the_host_as_reset() {
 /// A client that half-closed and then resets is seen even while nothing flows toward it.
 #[tokio::test]
 async fn reset_after_half_close_is_seen() {
+    for mode in MODES {
+        reset_after_half_close_is_seen_in(mode).await;
+    }
+}
+
+async fn reset_after_half_close_is_seen_in(mode: Mode) {
     let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host_addr = host.local_addr().unwrap();
     let (eof_tx, eof_rx) = oneshot::channel();
@@ -421,7 +478,7 @@ async fn reset_after_half_close_is_seen() {
         s.ready(Interest::ERROR).await.unwrap();
         s.take_error().unwrap()
     });
-    let mut h = Harness::start(host_addr, |_| {}).await;
+    let mut h = Harness::start(host_addr, |c| mode.apply(c)).await;
     let mut c = TcpStream::connect(h.addr).await.unwrap();
     c.write_all(b"abc").await.unwrap();
     c.shutdown().await.unwrap();

@@ -39,14 +39,24 @@ use pipe::{Half, Relay};
 pub const DEFAULT_RDP_PORT: u16 = 3389;
 
 /// How bytes move once inspection is over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HotPath {
     /// User-space copies through one reused buffer per direction.
-    #[default]
     Copy,
     /// `splice(2)` through a kernel pipe per direction (Linux; the copy loop elsewhere, or when
     /// pipes cannot be created).
     Splice,
+}
+
+impl Default for HotPath {
+    /// `splice(2)` on Linux (faster in `benches/relay.rs`), the copy loop elsewhere.
+    fn default() -> Self {
+        if cfg!(target_os = "linux") {
+            HotPath::Splice
+        } else {
+            HotPath::Copy
+        }
+    }
 }
 
 /// What the proxy does.

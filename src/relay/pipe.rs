@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use crate::session::{CloseKind, Direction, Side};
 
 /// Size of each direction's buffer.
-pub(crate) const BUF_SIZE: usize = 16 * 1024;
+pub(crate) const BUF_SIZE: usize = 64 * 1024;
 
 /// One direction: bytes taken from its source, not yet delivered to its destination.
 #[derive(Debug)]

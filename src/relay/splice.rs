@@ -7,7 +7,9 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use rustix::pipe::{PipeFlags, SpliceFlags, fcntl_getpipe_size, pipe_with, splice};
+use rustix::pipe::{
+    PipeFlags, SpliceFlags, fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, splice,
+};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
@@ -30,10 +32,18 @@ struct Chan {
 impl Chan {
     fn new() -> io::Result<Self> {
         let (read, write) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
+        // Bigger pipes mean fewer syscalls; the kernel may refuse (per-user pipe quota,
+        // /proc/sys/fs/pipe-max-size): keep its default then.
+        if let Err(e) = fcntl_setpipe_size(&write, PIPE_SIZE) {
+            tracing::debug!(error = %e, "Pipe size unchanged");
+        }
         let cap = fcntl_getpipe_size(&write)?;
         Ok(Self { read, write, cap })
     }
 }
+
+/// Wanted pipe capacity.
+const PIPE_SIZE: usize = 256 * 1024;
 
 const FLAGS: SpliceFlags = SpliceFlags::NONBLOCK.union(SpliceFlags::MOVE);
 
