@@ -610,31 +610,23 @@ fn rdpdiag() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rdpdiag"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_json_line_per_connection_and_exit_after_max_connections() {
-    let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host_addr = host.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut s, _) = host.accept().await.unwrap();
-        let (mut rd, mut wr) = s.split();
-        tokio::io::copy(&mut rd, &mut wr).await.unwrap();
-        wr.shutdown().await.unwrap();
-    });
+/// Starts `rdpdiag proxy --listen 127.0.0.1:0 ARGS`; returns the child, the thread draining its
+/// stderr (joined: all of stderr) and the address it listens on (from its startup line).
+async fn spawn_proxy(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::thread::JoinHandle<String>,
+    SocketAddr,
+) {
     let mut child = rdpdiag()
-        .args([
-            "proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--json",
-            "--max-connections",
-            "1",
-        ])
-        .args(["--target", &host_addr.to_string()])
+        .args(["proxy", "--listen", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The startup line on stderr says where it listens; keep draining stderr afterwards.
+    // Keep draining stderr after the startup line, so that logs never block the child.
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let drain = std::thread::spawn(move || {
@@ -653,6 +645,56 @@ async fn cli_json_line_per_connection_and_exit_after_max_connections() {
     let addr = tokio::task::spawn_blocking(move || addr_rx.recv_timeout(GUARD).unwrap())
         .await
         .unwrap();
+    (child, drain, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_text_block_per_connection() {
+    let target = closed_port().await.to_string();
+    let (child, drain, addr) = spawn_proxy(&["--max-connections", "1", "--target", &target]).await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let me = c.local_addr().unwrap();
+    let mut buf = [0u8; 1];
+    assert!(
+        c.read(&mut buf).await.is_err(),
+        "refused target: the client is reset"
+    );
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = drain.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let first = stdout.lines().next().unwrap_or_default();
+    let head = format!("#1 {me} -> {target}: ");
+    assert!(
+        first.starts_with(&head),
+        "{first:?} does not start with {head:?}"
+    );
+    assert!(
+        stdout.contains("0 B client->host, 0 B host->client"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_json_line_per_connection_and_exit_after_max_connections() {
+    let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host_addr = host.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = host.accept().await.unwrap();
+        let (mut rd, mut wr) = s.split();
+        tokio::io::copy(&mut rd, &mut wr).await.unwrap();
+        wr.shutdown().await.unwrap();
+    });
+    let (child, drain, addr) = spawn_proxy(&[
+        "--json",
+        "--max-connections",
+        "1",
+        "--target",
+        &host_addr.to_string(),
+    ])
+    .await;
 
     let mut c = TcpStream::connect(addr).await.unwrap();
     c.write_all(b"0123456789").await.unwrap();
