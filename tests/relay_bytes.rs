@@ -502,6 +502,24 @@ async fn reset_after_half_close_is_seen_in(mode: Mode) {
     h.stop().await;
 }
 
+/// Connects and expects a reset, at connect (the RST may beat the handshake's completion being
+/// seen) or at the first read; returns the client's address.
+async fn expect_reset(addr: SocketAddr) -> SocketAddr {
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let me = sock.local_addr().unwrap();
+    let attempt = async {
+        let mut c = sock.connect(addr).await?;
+        let mut buf = [0u8; 8];
+        c.read(&mut buf).await
+    };
+    match guard("client", attempt).await {
+        Ok(n) => panic!("read {n} bytes instead of a reset"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    me
+}
+
 /// A port with nothing listening (bound, then released).
 async fn closed_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -512,11 +530,7 @@ async fn closed_port() -> SocketAddr {
 async fn connect_refused_resets_the_client_and_is_reported() {
     let target = closed_port().await;
     let mut h = Harness::start(target, |_| {}).await;
-    let mut c = TcpStream::connect(h.addr).await.unwrap();
-    c.write_all(b"\x03\x00\x00\x13").await.unwrap();
-    let mut buf = [0u8; 8];
-    let err = guard("client read", c.read(&mut buf)).await.unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+    expect_reset(h.addr).await;
 
     let r = h.report().await;
     assert!(r.host_addr.is_none());
@@ -533,30 +547,70 @@ async fn connect_refused_resets_the_client_and_is_reported() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn connect_timeout_resets_the_client_and_is_reported() {
-    // A listener whose accept queue is full: Linux drops further SYNs, so connects hang.
+/// A listener whose accept queue is full (backlog 0, one connection queued): Linux drops
+/// further SYNs, so connects to it hang until the queue has room again.
+async fn unanswering_host() -> (TcpListener, TcpStream, SocketAddr) {
     let sock = TcpSocket::new_v4().unwrap();
     sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let full = sock.listen(0).unwrap();
     let target = full.local_addr().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..3 {
-        if let Ok(Ok(s)) =
-            tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(target)).await
-        {
-            fillers.push(s);
-        }
-    }
-    assert!(!fillers.is_empty(), "could not fill the accept queue");
+    let filler = TcpStream::connect(target).await.unwrap();
+    (full, filler, target)
+}
+
+#[tokio::test]
+async fn client_reset_while_connecting_abandons_the_host() {
+    let (_full, _filler, target) = unanswering_host().await;
+    let mut h = Harness::start(target, |_| {}).await;
+    let c = TcpStream::connect(h.addr).await.unwrap();
+    c.set_zero_linger().unwrap();
+    drop(c);
+    let r = h.report().await;
+    assert_eq!(closes(&r), [(Side::Client, CloseKind::Rst)]);
+    assert!(r.host_addr.is_none());
+    h.stop().await;
+}
+
+/// What the client sends (and its FIN) while the host is still connecting is delivered, in
+/// order, once the host answers.
+#[tokio::test]
+async fn client_bytes_and_fin_while_connecting_are_delivered() {
+    let (full, filler, target) = unanswering_host().await;
+    let mut h = Harness::start(target, |_| {}).await;
+    let mut c = TcpStream::connect(h.addr).await.unwrap();
+    c.write_all(b"early bytes").await.unwrap();
+    c.shutdown().await.unwrap();
+    // Let the proxy's SYN be dropped (if it comes later, the test still checks delivery), then
+    // make room: the SYN retransmission gets through.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (first, _) = full.accept().await.unwrap();
+    drop((first, filler));
+    let (mut s, _) = guard("host accept", full.accept()).await.unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"early bytes");
+    s.write_all(b"late").await.unwrap();
+    drop(s);
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(rest, b"late");
+    let r = h.report().await;
+    assert_eq!((r.bytes_client_to_host, r.bytes_host_to_client), (11, 4));
+    assert_eq!(
+        closes(&r),
+        [(Side::Client, CloseKind::Fin), (Side::Host, CloseKind::Fin)]
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn connect_timeout_resets_the_client_and_is_reported() {
+    let (_full, _filler, target) = unanswering_host().await;
     let mut h = Harness::start(target, |c| {
         c.connect_timeout = Duration::from_millis(300);
     })
     .await;
-    let mut c = TcpStream::connect(h.addr).await.unwrap();
-    let mut buf = [0u8; 8];
-    let err = guard("client read", c.read(&mut buf)).await.unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+    expect_reset(h.addr).await;
     let r = h.report().await;
     let failed = r.events.iter().any(|e| {
         matches!(
@@ -580,10 +634,8 @@ async fn max_connections_ends_run() {
     let (tx, mut rx) = mpsc::channel(4);
     let run = tokio::spawn(proxy.run(tx, std::future::pending()));
     for _ in 0..2 {
-        let mut c = TcpStream::connect(addr).await.unwrap();
-        let mut buf = [0u8; 1];
         // Reset (refused target): the connection has ended.
-        assert!(c.read(&mut buf).await.is_err());
+        expect_reset(addr).await;
     }
     guard("run", run).await.unwrap().unwrap();
     let ids: Vec<u64> = [rx.recv().await.unwrap(), rx.recv().await.unwrap()]
@@ -652,13 +704,7 @@ async fn spawn_proxy(
 async fn cli_text_block_per_connection() {
     let target = closed_port().await.to_string();
     let (child, drain, addr) = spawn_proxy(&["--max-connections", "1", "--target", &target]).await;
-    let mut c = TcpStream::connect(addr).await.unwrap();
-    let me = c.local_addr().unwrap();
-    let mut buf = [0u8; 1];
-    assert!(
-        c.read(&mut buf).await.is_err(),
-        "refused target: the client is reset"
-    );
+    let me = expect_reset(addr).await;
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
