@@ -10,3 +10,7 @@ pub mod wire;
 #[forbid(unsafe_code)]
 #[warn(clippy::indexing_slicing)]
 pub mod session;
+
+pub mod cli;
+pub mod relay;
+pub mod report;
