@@ -14,3 +14,7 @@ pub mod session;
 #[forbid(unsafe_code)]
 #[warn(clippy::indexing_slicing)]
 pub mod capture;
+
+pub mod cli;
+pub mod relay;
+pub mod report;
