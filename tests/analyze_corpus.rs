@@ -7,7 +7,12 @@
 //! diagnosis, a separate `readme_*` test asserts the README and is ignored with the reason, so
 //! that it fails loudly once run and passes once the machine is fixed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use rdpdiag::capture::{AnalysisReport, AnalyzeConfig, ConnectionAnalysis, analyze_bytes};
 use rdpdiag::session::{CloseKind, Direction, Outcome, Phase, Side};
@@ -125,7 +130,7 @@ fn verdict(
     assert_eq!(v.close_kind, closed.map(|c| c.1), "{what}");
 }
 
-fn fact<'a>(f: &'a Option<String>) -> &'a str {
+fn fact(f: &Option<String>) -> &str {
     f.as_deref().unwrap_or("<none>")
 }
 
@@ -152,8 +157,8 @@ fn chunking_and_gzip_do_not_change_any_report() {
     use std::io::Write;
     for (name, _) in CORPUS {
         let bytes = load(name);
-        let whole = serde_json::to_value(analyze_bytes(&bytes, AnalyzeConfig::default()).unwrap())
-            .unwrap();
+        let whole =
+            serde_json::to_value(analyze_bytes(&bytes, AnalyzeConfig::default()).unwrap()).unwrap();
         let mut a = rdpdiag::capture::Analyzer::new(AnalyzeConfig::default());
         for b in bytes.chunks(if bytes.len() < 20_000 { 1 } else { 997 }) {
             a.push(b);
@@ -234,11 +239,7 @@ fn rdp_to_ssl_client_gives_up_in_credssp_then_healthy_nla() {
     assert_eq!(r.packets, 658);
     assert_eq!(r.connections.len(), 2);
     for (c, port) in r.connections.iter().zip([49206, 49207]) {
-        endpoints(
-            c,
-            &format!("192.168.1.200:{port}"),
-            "192.168.1.150:3389",
-        );
+        endpoints(c, &format!("192.168.1.200:{port}"), "192.168.1.150:3389");
         let f = &c.verdict.facts;
         assert_eq!(fact(&f.cookie), "AWAKECODI");
         assert_eq!(fact(&f.requested_protocols), "SSL|HYBRID(0x3)");
@@ -296,9 +297,16 @@ fn rdp_x509_lossy_network_and_unacknowledged_connect_response() {
     assert_eq!(fact(&f.client_name), "JOHN-PC-LAPTOP");
     assert_eq!(fact(&f.client_build), "9600");
     let enc = fact(&f.encryption);
-    assert!(enc.contains("128BIT") && enc.contains("CLIENT_COMPATIBLE(2)"), "{enc}");
+    assert!(
+        enc.contains("128BIT") && enc.contains("CLIENT_COMPATIBLE(2)"),
+        "{enc}"
+    );
     // The MCS/GCC exchange completed at the server.
-    assert!(c.verdict.phase_reached > Phase::Mcs, "{:?}", c.verdict.phase_reached);
+    assert!(
+        c.verdict.phase_reached > Phase::Mcs,
+        "{:?}",
+        c.verdict.phase_reached
+    );
     assert_ne!(c.verdict.outcome, Outcome::Healthy);
     // Packet loss visible: the retransmitted CC and the spurious CR retransmission are
     // deduplicated, not decoded twice.
@@ -437,7 +445,10 @@ fn readme_invalid_length_names_the_lying_length_field() {
     let r = analyze("zeek_rdp-invalid-length.pcap");
     let c = only(&r);
     let all = format!("{} {:?}", c.verdict.summary, c.verdict.evidence);
-    assert!(all.contains("RDP_NEG_RSP") && all.contains("length"), "{all}");
+    assert!(
+        all.contains("RDP_NEG_RSP") && all.contains("length"),
+        "{all}"
+    );
 }
 
 // --- zeek_modbus-and-non-modbus-p502.pcap ----------------------------------------------------------
@@ -498,10 +509,7 @@ fn ndpi_rdp_null_link_hybrid_ex_up_to_early_user_authorization() {
     assert_eq!(fact(&f.requested_protocols), "SSL|HYBRID|HYBRID_EX(0xb)");
     assert_eq!(fact(&f.selected_protocol), "HYBRID_EX(0x8)");
     assert_eq!(fact(&f.tls_version), "TLS 1.2");
-    assert_eq!(
-        fact(&f.tls_cipher),
-        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
-    );
+    assert_eq!(fact(&f.tls_cipher), "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384");
     assert_eq!(fact(&f.sni), "192.168.2.142");
     let cert = f.certificate.join(" | ");
     assert!(cert.contains("CN=OFFICE-WIN10-VM") && cert.contains("sha256WithRSAEncryption"));
@@ -534,7 +542,10 @@ fn ndpi_rdp3_legacy_negotiation_progressing() {
     assert_eq!(fact(&f.client_name), "SEPTU");
     assert_eq!(fact(&f.client_build), "2600");
     let enc = fact(&f.encryption);
-    assert!(enc.contains("128BIT") && enc.contains("CLIENT_COMPATIBLE(2)"), "{enc}");
+    assert!(
+        enc.contains("128BIT") && enc.contains("CLIENT_COMPATIBLE(2)"),
+        "{enc}"
+    );
     // Progressing when the capture ended.
     assert_ne!(c.verdict.outcome, Outcome::Failed);
     assert_eq!(c.verdict.phase_reached, Phase::Active);
@@ -554,10 +565,7 @@ fn ndpi_rdp_over_tls_vlan_credssp_exchange() {
     assert_eq!(fact(&f.requested_protocols), "SSL|HYBRID(0x3)");
     assert_eq!(fact(&f.selected_protocol), "HYBRID(0x2)");
     assert_eq!(fact(&f.tls_version), "TLS 1.2");
-    assert_eq!(
-        fact(&f.tls_cipher),
-        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
-    );
+    assert_eq!(fact(&f.tls_cipher), "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384");
     assert_eq!(f.sni, None);
     let cert = f.certificate.join(" | ");
     assert!(cert.contains("CN=topsalon") && cert.contains("2024-07-26..2025-01-25"));
@@ -641,4 +649,78 @@ fn socks5_preamble_on_an_odd_port() {
     // The capture ends after the CC.
     verdict(c, Outcome::Unknown, "closed_early", Phase::X224, None);
     assert!(c.capture_ended);
+}
+
+// --- the command line ------------------------------------------------------------------------------
+
+fn rdpdiag() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("rdpdiag").unwrap()
+}
+
+#[test]
+fn cli_exit_status_and_outputs() {
+    let dir = corpus_dir();
+    // A failure: exit 1, the cause in the readable block.
+    let out = rdpdiag()
+        .args(["analyze", &format!("{dir}/ndpi_tcp_scan.pcapng")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("tcp.connect_refused"), "{text}");
+    assert!(text.contains("--all lists them"), "{text}");
+
+    // Healthy or nothing to diagnose: exit 0.
+    let out = rdpdiag()
+        .args(["analyze", &format!("{dir}/ndpi_rdp2.pcap")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("MS-RDPEUDP")
+    );
+
+    // --json: one object per RDP connection and line.
+    let out = rdpdiag()
+        .args([
+            "analyze",
+            "--json",
+            &format!("{dir}/zeek_rdp-proprietary-encryption.pcap"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["cause"], "nego.ssl_not_allowed_by_server");
+    assert_eq!(lines[1]["outcome"], "healthy");
+    assert_eq!(lines[1]["client"], "172.21.128.16:1312");
+
+    // --all lists the connections that are not RDP.
+    let out = rdpdiag()
+        .args([
+            "analyze",
+            "--all",
+            &format!("{dir}/zeek_modbus-and-non-modbus-p502.pcap"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("not RDP:") && text.contains("TLS handshake"),
+        "{text}"
+    );
+
+    // Not a capture, or no file: exit 2 with a reason.
+    for f in [format!("{dir}/README.md"), format!("{dir}/missing.pcap")] {
+        let out = rdpdiag().args(["analyze", &f]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8(out.stderr).unwrap().contains("rdpdiag: "));
+    }
 }

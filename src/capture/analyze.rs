@@ -373,14 +373,19 @@ fn classify_preamble(client: &[u8], server_bytes: u64) -> Preamble {
     };
     // SOCKS5 (RFC 1928): greeting 05 n methods..., then CONNECT 05 01 00 atyp addr port.
     if let (Some(5), Some(n)) = (client.first().copied(), client.get(1).copied()) {
-        let req = client.get(2usize.saturating_add(usize::from(n))..).unwrap_or_default();
+        let req = client
+            .get(2usize.saturating_add(usize::from(n))..)
+            .unwrap_or_default();
         return mk("socks5", socks5_target(req));
     }
     // SOCKS4/4a: 04 01 port(2) ip(4) userid 00 [host 00].
     if client.first() == Some(&4) && client.get(1) == Some(&1) {
         let detail = match (client.get(2..4), client.get(4..8)) {
             (Some(p), Some(ip)) => {
-                let port = u16::from_be_bytes([p.first().copied().unwrap_or(0), p.get(1).copied().unwrap_or(0)]);
+                let port = u16::from_be_bytes([
+                    p.first().copied().unwrap_or(0),
+                    p.get(1).copied().unwrap_or(0),
+                ]);
                 let ip: [u8; 4] = ip.try_into().unwrap_or([0; 4]);
                 Some(format!("CONNECT {}:{port}", std::net::Ipv4Addr::from(ip)))
             }
@@ -403,12 +408,13 @@ fn classify_preamble(client: &[u8], server_bytes: u64) -> Preamble {
             .map(u32::from_le_bytes)
     };
     if let (Some(cb), Some(0), Some(ver), Some(id)) = (u32le(0), u32le(4), u32le(8), u32le(12))
-        && ((ver == 1 && cb == 16) || (ver == 2 && cb >= 18)) {
-            return mk(
-                "rdp_preconnection_pdu",
-                Some(format!("version {ver}, Id {id}")),
-            );
-        }
+        && ((ver == 1 && cb == 16) || (ver == 2 && cb >= 18))
+    {
+        return mk(
+            "rdp_preconnection_pdu",
+            Some(format!("version {ver}, Id {id}")),
+        );
+    }
     mk("unknown", None)
 }
 
@@ -637,9 +643,10 @@ impl Analyzer {
             self.drain();
         }
         if let Some(e) = &self.read_error
-            && (self.reader.format().is_none() || self.state.stats.packets == 0) {
-                return Err(e.clone());
-            }
+            && (self.reader.format().is_none() || self.state.stats.packets == 0)
+        {
+            return Err(e.clone());
+        }
         let format = self.reader.format();
         let gzip = self.reader.gzip();
         Ok(self.state.finish(format, gzip, self.read_error))
@@ -769,10 +776,9 @@ impl State {
             let from = usize::from(c.ends[0] != src);
             c.flow.starts_new_connection(from, seg)
         });
-        if restart
-            && let Some(old) = self.flows.remove(&key) {
-                self.finish_conn(old);
-            }
+        if restart && let Some(old) = self.flows.remove(&key) {
+            self.finish_conn(old);
+        }
         if !self.flows.contains_key(&key) {
             if self.flows.len() >= self.cfg.max_active_flows {
                 self.stats.flows_dropped = self.stats.flows_dropped.saturating_add(1);
@@ -811,7 +817,9 @@ impl State {
         let done: Vec<_> = self
             .flows
             .iter()
-            .filter(|(_, c)| c.flow.is_closed() && now_ns.saturating_sub(c.flow.last_ts_ns) > idle_ns)
+            .filter(|(_, c)| {
+                c.flow.is_closed() && now_ns.saturating_sub(c.flow.last_ts_ns) > idle_ns
+            })
             .map(|(k, _)| *k)
             .collect();
         for k in done {
@@ -904,7 +912,12 @@ impl State {
             packets: self.stats.packets,
             first_packet: self.stats.first_ts.map(rfc3339),
             last_packet: self.stats.first_ts.map(|_| rfc3339(self.stats.last_ts)),
-            link_types: self.stats.link_types.iter().map(ToString::to_string).collect(),
+            link_types: self
+                .stats
+                .link_types
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             connections: self.done_rdp,
             other_tcp: self.done_other,
             rdp_udp: udp,
@@ -1001,7 +1014,9 @@ impl Conn {
             FlowEvent::Data {
                 from, offset, data, ..
             } => {
-                let (Some(p), Some(done)) = (self.prefix.get_mut(*from), self.prefix_done.get_mut(*from)) else {
+                let (Some(p), Some(done)) =
+                    (self.prefix.get_mut(*from), self.prefix_done.get_mut(*from))
+                else {
                     return;
                 };
                 if *done || *offset != p.len() as u64 {
@@ -1044,9 +1059,8 @@ impl Conn {
             match find_cr(cp, window, complete) {
                 Search::Found(off) => {
                     let server_pos = self.server_offset_at(c, off as u64);
-                    let server_done = at_end
-                        || over_cap
-                        || self.prefix_done.get(server).copied().unwrap_or(true);
+                    let server_done =
+                        at_end || over_cap || self.prefix_done.get(server).copied().unwrap_or(true);
                     let from = usize::try_from(server_pos).unwrap_or(usize::MAX);
                     let server_skip = match find_cc(sp, from, window) {
                         Some(cc) => cc as u64,
@@ -1080,8 +1094,8 @@ impl Conn {
                 None if self.ends.iter().all(|e| e.port() == RDP_PORT) => 0,
                 None => 1 - server,
             };
-            let has_anything = self.flow.syn_from.is_some()
-                || self.prefix.iter().any(|p| !p.is_empty());
+            let has_anything =
+                self.flow.syn_from.is_some() || self.prefix.iter().any(|p| !p.is_empty());
             if has_anything {
                 return Decision::Rdp {
                     client,
@@ -1118,8 +1132,14 @@ impl Conn {
         let client_skip = skip.get(client).copied().unwrap_or(0);
         let server_skip = skip.get(server).copied().unwrap_or(0);
         let preamble = (client_skip > 0 || server_skip > 0).then(|| {
-            let cp = self.prefix.get(client).map(Vec::as_slice).unwrap_or_default();
-            let n = usize::try_from(client_skip).unwrap_or(usize::MAX).min(cp.len());
+            let cp = self
+                .prefix
+                .get(client)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let n = usize::try_from(client_skip)
+                .unwrap_or(usize::MAX)
+                .min(cp.len());
             classify_preamble(cp.get(..n).unwrap_or_default(), server_skip)
         });
         let mut notes = Vec::new();
@@ -1184,12 +1204,9 @@ impl Conn {
         }
         let state = std::mem::replace(&mut self.state, ConnState::NotRdp);
         match state {
-            ConnState::Rdp(rdp) => Finished::Rdp(Box::new(rdp.finalize(
-                cfg,
-                &self,
-                keylog,
-                capture_end_ns,
-            ))),
+            ConnState::Rdp(rdp) => {
+                Finished::Rdp(Box::new(rdp.finalize(cfg, &self, keylog, capture_end_ns)))
+            }
             _ => Finished::Other(self.summary()),
         }
     }
@@ -1335,27 +1352,30 @@ impl RdpState {
                     reason,
                 });
                 let skip = self.skip.get(from).copied().unwrap_or(0);
-                if !cfg.feed_after_gap && offset.saturating_add(len) > skip
-                    && let Some(slot @ None) = self.stopped_at_gap.get_mut(from) {
-                        *slot = Some(offset);
-                        self.notes.push(format!(
-                            "the {} stream was decoded up to offset {offset} only: the capture \
+                if !cfg.feed_after_gap
+                    && offset.saturating_add(len) > skip
+                    && let Some(slot @ None) = self.stopped_at_gap.get_mut(from)
+                {
+                    *slot = Some(offset);
+                    self.notes.push(format!(
+                        "the {} stream was decoded up to offset {offset} only: the capture \
                              misses {len} bytes there ({}), and what follows cannot be framed",
-                            dir.arrow(),
-                            match reason {
-                                GapReason::AckedNotCaptured => "acknowledged by the peer",
-                                GapReason::Truncated => "cut by the snap length",
-                                GapReason::BufferCap => "too much data waiting behind the hole",
-                                GapReason::End => "never retransmitted",
-                            }
-                        ));
-                    }
+                        dir.arrow(),
+                        match reason {
+                            GapReason::AckedNotCaptured => "acknowledged by the peer",
+                            GapReason::Truncated => "cut by the snap length",
+                            GapReason::BufferCap => "too much data waiting behind the hole",
+                            GapReason::End => "never retransmitted",
+                        }
+                    ));
+                }
             }
             FlowEvent::Fin { from, ts_ns } => {
                 let at = rel_micros(ts_ns, origin);
                 self.advance(at, cfg.live_stall_ticks);
                 self.ensure_connected(at);
-                self.session.on_close(self.side_of(from), CloseKind::Fin, at);
+                self.session
+                    .on_close(self.side_of(from), CloseKind::Fin, at);
             }
             FlowEvent::Rst { from, ts_ns } => {
                 let at = rel_micros(ts_ns, origin);
@@ -1371,7 +1391,8 @@ impl RdpState {
                         .on_connect_result(Err(ConnectFailure::Refused), at);
                 } else {
                     self.ensure_connected(at);
-                    self.session.on_close(self.side_of(from), CloseKind::Rst, at);
+                    self.session
+                        .on_close(self.side_of(from), CloseKind::Rst, at);
                 }
             }
         }
@@ -1388,25 +1409,25 @@ impl RdpState {
         let origin = flow.first_ts_ns;
         let last = rel_micros(flow.last_ts_ns, origin);
         if !self.connect_reported
-            && let Some(syn_ts) = flow.syn_ts_ns {
-                // A SYN with no answer: retransmitted, or the capture went on for a while.
-                let waited = rel_micros(capture_end_ns, syn_ts);
-                if flow.syn_count >= 2 || waited >= Micros(3_000_000) {
-                    self.connect_reported = true;
-                    let at = rel_micros(capture_end_ns.max(flow.last_ts_ns), origin);
-                    self.session
-                        .on_connect_result(Err(ConnectFailure::Timeout), at);
-                    self.notes.push(format!(
-                        "no answer to the SYN ({} sent, {:.1} s of capture after the first)",
-                        flow.syn_count,
-                        secs(waited)
-                    ));
-                } else {
-                    self.notes.push(
-                        "the capture ends while the TCP connection is being set up".into(),
-                    );
-                }
+            && let Some(syn_ts) = flow.syn_ts_ns
+        {
+            // A SYN with no answer: retransmitted, or the capture went on for a while.
+            let waited = rel_micros(capture_end_ns, syn_ts);
+            if flow.syn_count >= 2 || waited >= Micros(3_000_000) {
+                self.connect_reported = true;
+                let at = rel_micros(capture_end_ns.max(flow.last_ts_ns), origin);
+                self.session
+                    .on_connect_result(Err(ConnectFailure::Timeout), at);
+                self.notes.push(format!(
+                    "no answer to the SYN ({} sent, {:.1} s of capture after the first)",
+                    flow.syn_count,
+                    secs(waited)
+                ));
+            } else {
+                self.notes
+                    .push("the capture ends while the TCP connection is being set up".into());
             }
+        }
         // Long silences at the end become stalls for the machine too.
         self.advance(last, true);
         let client = self.client;
@@ -1528,7 +1549,11 @@ mod tests {
         let c = &r.connections[0];
         assert_eq!(c.client.to_string(), "10.0.0.1:50000");
         assert_eq!(c.server.to_string(), "10.0.0.2:3389");
-        assert_eq!(c.verdict.cause, "nego.ssl_not_allowed_by_server", "{:#?}", c.verdict);
+        assert_eq!(
+            c.verdict.cause, "nego.ssl_not_allowed_by_server",
+            "{:#?}",
+            c.verdict
+        );
         assert_eq!(c.verdict.phase_reached, Phase::X224);
         assert_eq!(c.verdict.closed_by, Some(Side::Client));
         assert_eq!(c.verdict.close_kind, Some(CloseKind::Fin));
@@ -1618,7 +1643,11 @@ mod tests {
         c.fin(false);
         let r = run(&pcap_of(&c));
         let a = &r.connections[0];
-        assert_eq!(a.verdict.cause, "nego.ssl_not_allowed_by_server", "{:#?}", a.verdict);
+        assert_eq!(
+            a.verdict.cause, "nego.ssl_not_allowed_by_server",
+            "{:#?}",
+            a.verdict
+        );
         assert_eq!(a.bytes_client_to_server, cr.len() as u64);
         assert_eq!(a.gaps.len(), 1, "{:?}", a.gaps);
         assert_eq!(a.gaps[0].dir, Direction::HostToClient);
@@ -1646,7 +1675,10 @@ mod tests {
         let p = a.preamble.as_ref().unwrap();
         assert_eq!((p.kind, p.client_bytes, p.server_bytes), ("socks5", 13, 12));
         assert_eq!(p.detail.as_deref(), Some("CONNECT 10.0.0.9:3389"));
-        assert_eq!(a.verdict.facts.selected_protocol.as_deref(), Some("RDP(0x0)"));
+        assert_eq!(
+            a.verdict.facts.selected_protocol.as_deref(),
+            Some("RDP(0x0)")
+        );
         assert_eq!(a.verdict.outcome, Outcome::Unknown);
         assert!(a.capture_ended);
         assert!(a.notes.iter().any(|n| n.contains("port 1080")));
@@ -1728,10 +1760,17 @@ mod tests {
         frames.extend(b2.frames);
         let r = run(&synth::pcap(false, false, 1, &frames));
         assert_eq!(r.connections.len(), 2, "{r:#?}");
-        assert_eq!(r.connections[0].verdict.cause, "nego.ssl_not_allowed_by_server");
+        assert_eq!(
+            r.connections[0].verdict.cause,
+            "nego.ssl_not_allowed_by_server"
+        );
         assert_eq!(r.connections[1].stream, 1);
         assert_eq!(
-            r.connections[1].verdict.facts.requested_protocols.as_deref(),
+            r.connections[1]
+                .verdict
+                .facts
+                .requested_protocols
+                .as_deref(),
             Some("RDP(0x0)")
         );
     }
@@ -1811,7 +1850,9 @@ mod tests {
     #[test]
     fn key_log_for_the_client_hello_is_found() {
         let random = [0x42u8; 32];
-        let mut hello = vec![0x16, 0x03, 0x01, 0x00, 0x2f, 0x01, 0x00, 0x00, 0x2b, 0x03, 0x03];
+        let mut hello = vec![
+            0x16, 0x03, 0x01, 0x00, 0x2f, 0x01, 0x00, 0x00, 0x2b, 0x03, 0x03,
+        ];
         hello.extend_from_slice(&random);
         hello.extend_from_slice(&[0x00, 0x00, 0x02, 0x00, 0x2f, 0x01, 0x00]);
         let mut c = Conv::new(Framing::Ethernet, 3389);
@@ -1819,7 +1860,11 @@ mod tests {
         c.send(true, &synth::cr(1));
         c.send(false, &synth::cc_selected(1));
         c.send(true, &hello);
-        let keylog = format!("CLIENT_RANDOM {} {}\n", hex::encode(random), "ab".repeat(48));
+        let keylog = format!(
+            "CLIENT_RANDOM {} {}\n",
+            hex::encode(random),
+            "ab".repeat(48)
+        );
         for (log, expect) in [(keylog.as_str(), true), ("CLIENT_RANDOM 00 11\n", false)] {
             let mut ng = Ng::new();
             ng.shb(false);

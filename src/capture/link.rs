@@ -103,13 +103,16 @@ pub enum LinkError {
 /// Decodes one packet of the given link type.
 pub fn decode(link: LinkType, data: &[u8]) -> Result<IpPacket<'_>, LinkError> {
     let sliced = match link {
-        LinkType::ETHERNET => LaxSlicedPacket::from_ethernet(data).map_err(|e| {
-            LinkError::Malformed {
+        LinkType::ETHERNET => {
+            LaxSlicedPacket::from_ethernet(data).map_err(|e| LinkError::Malformed {
                 layer: "Ethernet",
                 detail: e.to_string(),
-            }
-        })?,
-        LinkType::RAW | LinkType::RAW_BSD | LinkType::RAW_OPENBSD | LinkType::IPV4
+            })?
+        }
+        LinkType::RAW
+        | LinkType::RAW_BSD
+        | LinkType::RAW_OPENBSD
+        | LinkType::IPV4
         | LinkType::IPV6 => from_ip(data)?,
         LinkType::NULL | LinkType::LOOP => {
             // A 4-byte address family: host byte order for NULL, network order for LOOP, and
@@ -168,11 +171,7 @@ fn from_ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, LinkError> {
 }
 
 fn to_ip_packet(p: LaxSlicedPacket<'_>) -> Result<IpPacket<'_>, LinkError> {
-    let vlans = p
-        .vlan_ids()
-        .iter()
-        .map(|v| v.value())
-        .collect::<Vec<u16>>();
+    let vlans = p.vlan_ids().iter().map(|v| v.value()).collect::<Vec<u16>>();
     let Some(net) = &p.net else {
         if let Some((err, layer)) = &p.stop_err {
             return Err(LinkError::Malformed {
@@ -181,11 +180,9 @@ fn to_ip_packet(p: LaxSlicedPacket<'_>) -> Result<IpPacket<'_>, LinkError> {
             });
         }
         let ether_type = match &p.link {
-            Some(LinkSlice::Ethernet2(e)) => p
-                .link_exts
-                .last()
-                .map(|_| 0)
-                .unwrap_or(e.ether_type().0),
+            Some(LinkSlice::Ethernet2(e)) => {
+                p.link_exts.last().map(|_| 0).unwrap_or(e.ether_type().0)
+            }
             Some(LinkSlice::EtherPayload(e)) => e.ether_type.0,
             _ => 0,
         };
@@ -206,8 +203,8 @@ fn to_ip_packet(p: LaxSlicedPacket<'_>) -> Result<IpPacket<'_>, LinkError> {
         }
         LaxNetSlice::Ipv6(v6) => {
             let h = v6.header();
-            let declared = usize::from(h.payload_length())
-                .saturating_sub(v6.extensions().slice().len());
+            let declared =
+                usize::from(h.payload_length()).saturating_sub(v6.extensions().slice().len());
             (
                 IpAddr::V6(h.source_addr()),
                 IpAddr::V6(h.destination_addr()),
@@ -251,12 +248,13 @@ fn to_ip_packet(p: LaxSlicedPacket<'_>) -> Result<IpPacket<'_>, LinkError> {
         }),
         _ => {
             if let Some((err, layer)) = &p.stop_err
-                && (ip_payload.ip_number.0 == 6 || ip_payload.ip_number.0 == 17) {
-                    return Err(LinkError::Malformed {
-                        layer: layer_name(*layer),
-                        detail: err.to_string(),
-                    });
-                }
+                && (ip_payload.ip_number.0 == 6 || ip_payload.ip_number.0 == 17)
+            {
+                return Err(LinkError::Malformed {
+                    layer: layer_name(*layer),
+                    detail: err.to_string(),
+                });
+            }
             Transport::Other(ip_payload.ip_number.0)
         }
     };
@@ -308,7 +306,10 @@ mod tests {
         let Transport::Tcp(t) = p.transport else {
             panic!("not tcp")
         };
-        assert_eq!((t.src_port, t.dst_port, t.seq, t.ack), (50000, 3389, 0xdead_beef, 7));
+        assert_eq!(
+            (t.src_port, t.dst_port, t.seq, t.ack),
+            (50000, 3389, 0xdead_beef, 7)
+        );
         assert!(t.flags.ack && !t.flags.syn);
         assert_eq!(t.payload.len(), 11);
         assert_eq!(t.wire_len, 11);
@@ -346,7 +347,10 @@ mod tests {
             .unwrap();
         let p = decode(LinkType::IPV6, &out).unwrap();
         assert!(p.src.is_ipv6());
-        assert!(matches!(p.transport, Transport::Tcp(TcpSegment { seq: 5, .. })));
+        assert!(matches!(
+            p.transport,
+            Transport::Tcp(TcpSegment { seq: 5, .. })
+        ));
     }
 
     #[test]
@@ -364,7 +368,10 @@ mod tests {
     fn non_ip_and_unknown() {
         let mut arp = vec![0u8; 12];
         arp.extend_from_slice(&[0x88, 0xcc, 1, 2, 3]); // LLDP
-        assert!(matches!(decode(LinkType::ETHERNET, &arp), Err(LinkError::NotIp(0x88cc))));
+        assert!(matches!(
+            decode(LinkType::ETHERNET, &arp),
+            Err(LinkError::NotIp(0x88cc))
+        ));
         assert!(matches!(
             decode(LinkType(147), &[1, 2, 3]),
             Err(LinkError::UnsupportedLinkType(147))
@@ -375,9 +382,16 @@ mod tests {
 
     #[test]
     fn udp() {
-        let d = synth::udp_packet(([10, 0, 0, 1], 5), ([10, 0, 0, 2], 3389), b"\xff\xff\xff\xff");
+        let d = synth::udp_packet(
+            ([10, 0, 0, 1], 5),
+            ([10, 0, 0, 2], 3389),
+            b"\xff\xff\xff\xff",
+        );
         let p = decode(LinkType::ETHERNET, &d).unwrap();
-        assert!(matches!(p.transport, Transport::Udp(UdpDatagram { dst_port: 3389, .. })));
+        assert!(matches!(
+            p.transport,
+            Transport::Udp(UdpDatagram { dst_port: 3389, .. })
+        ));
     }
 
     proptest::proptest! {

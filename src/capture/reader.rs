@@ -838,7 +838,8 @@ fn pcapng_block(
         return Ok(obsolete_packet_block(block, be, interfaces, len_us, offset));
     }
     let parsed = if is_shb {
-        pcap_parser::pcapng::parse_sectionheaderblock(block).map(|(r, b)| (r, Block::SectionHeader(b)))
+        pcap_parser::pcapng::parse_sectionheaderblock(block)
+            .map(|(r, b)| (r, Block::SectionHeader(b)))
     } else if be {
         pcap_parser::pcapng::parse_block_be(block)
     } else {
@@ -879,15 +880,18 @@ fn pcapng_block(
                         resol = r;
                     }
                 } else if opt.code == OptionCode::IfTsoffset
-                    && let Some(b) = v.get(..8).and_then(|s| <[u8; 8]>::try_from(s).ok()) {
-                        offset_s = if be {
-                            i64::from_be_bytes(b)
-                        } else {
-                            i64::from_le_bytes(b)
-                        };
-                    }
+                    && let Some(b) = v.get(..8).and_then(|s| <[u8; 8]>::try_from(s).ok())
+                {
+                    offset_s = if be {
+                        i64::from_be_bytes(b)
+                    } else {
+                        i64::from_le_bytes(b)
+                    };
+                }
             }
-            let link = LinkType(u32::from(u16::try_from(idb.linktype.0 & 0xffff).unwrap_or(0)));
+            let link = LinkType(u32::from(
+                u16::try_from(idb.linktype.0 & 0xffff).unwrap_or(0),
+            ));
             interfaces.push(Interface {
                 link,
                 resol,
@@ -911,9 +915,8 @@ fn pcapng_block(
                 ));
             };
             let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-            let ts_ns = clamp_ns(
-                iface.resol.to_ns(raw) + i128::from(iface.offset_s) * 1_000_000_000,
-            );
+            let ts_ns =
+                clamp_ns(iface.resol.to_ns(raw) + i128::from(iface.offset_s) * 1_000_000_000);
             // EPB: 28 bytes of header before the packet data (block type, length, interface,
             // two timestamp words, captured and original lengths).
             let caplen = usize::try_from(epb.caplen).unwrap_or(usize::MAX);
@@ -1223,7 +1226,12 @@ mod tests {
         ng.idb(1, Some(0x80 | 20)); // Ethernet, 2^-20 s
         ng.epb(0, 1_700_000_000_000_001, &frames[0].data, None);
         ng.epb(1, 1_700_000_000_000_000_123, &raw, None);
-        ng.epb(2, (1_700_000_000u64 << 20) | (1 << 19), &frames[1].data, None);
+        ng.epb(
+            2,
+            (1_700_000_000u64 << 20) | (1 << 19),
+            &frames[1].data,
+            None,
+        );
         ng.dsb_tls(b"CLIENT_RANDOM 00 11\n");
         ng.spb(&frames[1].data);
         ng.opb(1, 1_700_000_001_000_000_000, &raw);
@@ -1238,18 +1246,31 @@ mod tests {
         let p = &out.packets;
         assert_eq!(p.len(), 6, "{out:?}");
         assert_eq!((p[0].1, p[0].2), (1_700_000_000_000_001_000, 1));
-        assert_eq!((p[1].1, p[1].2, p[1].3), (1_700_000_000_000_000_123, 101, 1));
+        assert_eq!(
+            (p[1].1, p[1].2, p[1].3),
+            (1_700_000_000_000_000_123, 101, 1)
+        );
         assert_eq!(p[1].5, raw);
         assert_eq!((p[2].1, p[2].2), (1_700_000_000_500_000_000, 1));
         // SPB: first interface, the previous packet's time.
-        assert_eq!((p[3].1, p[3].2, p[3].5.clone()), (p[2].1, 1, frames[1].data.clone()));
+        assert_eq!(
+            (p[3].1, p[3].2, p[3].5.clone()),
+            (p[2].1, 1, frames[1].data.clone())
+        );
         // OPB on the raw interface (nanoseconds).
         assert_eq!((p[4].1, p[4].2), (1_700_000_001_000_000_000, 101));
         // Big-endian section: SLL2, milliseconds, truncated packet.
-        assert_eq!((p[5].1, p[5].2, p[5].4), (1_700_000_002_500_000_000, 276, 4000));
+        assert_eq!(
+            (p[5].1, p[5].2, p[5].4),
+            (1_700_000_002_500_000_000, 276, 4000)
+        );
         assert_eq!(out.keylogs, vec![b"CLIENT_RANDOM 00 11\n".to_vec()]);
         assert_eq!(out.warnings.len(), 1);
-        assert!(out.warnings[0].contains("interface 9"), "{:?}", out.warnings);
+        assert!(
+            out.warnings[0].contains("interface 9"),
+            "{:?}",
+            out.warnings
+        );
     }
 
     #[test]
@@ -1304,7 +1325,10 @@ mod tests {
         let (out, res) = collect(&file[..file.len() - 3], 64);
         res.unwrap();
         assert_eq!(out.packets.len(), 1);
-        assert!(out.warnings[0].contains("ends in the middle of a record"), "{out:?}");
+        assert!(
+            out.warnings[0].contains("ends in the middle of a record"),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -1315,10 +1339,7 @@ mod tests {
         let (out, res) = collect(&file, 64);
         assert!(out.packets.is_empty());
         let e = res.unwrap_err();
-        assert!(
-            matches!(e, ReadError::Malformed { offset: 24, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, ReadError::Malformed { offset: 24, .. }), "{e}");
 
         let mut ng = Ng::new();
         ng.shb(false);

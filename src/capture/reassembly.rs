@@ -292,7 +292,8 @@ impl HalfStream {
             if wire > 0 {
                 self.stats.retransmitted_segments =
                     self.stats.retransmitted_segments.saturating_add(1);
-                self.stats.retransmitted_bytes = self.stats.retransmitted_bytes.saturating_add(wire);
+                self.stats.retransmitted_bytes =
+                    self.stats.retransmitted_bytes.saturating_add(wire);
             }
         } else {
             let captured_end =
@@ -359,9 +360,10 @@ impl HalfStream {
         let mut covered: u64 = 0;
         for (k, e) in overlapping {
             if k > cur
-                && let Some(p) = piece.part(cur - start, k - start) {
-                    new_parts.push((cur, p));
-                }
+                && let Some(p) = piece.part(cur - start, k - start)
+            {
+                new_parts.push((cur, p));
+            }
             let (ov_a, ov_b) = (k.max(cur), e.min(end));
             if ov_b > ov_a {
                 covered = covered.saturating_add(ov_b - ov_a);
@@ -370,9 +372,10 @@ impl HalfStream {
             cur = cur.max(e);
         }
         if cur < end
-            && let Some(p) = piece.part(cur - start, end - start) {
-                new_parts.push((cur, p));
-            }
+            && let Some(p) = piece.part(cur - start, end - start)
+        {
+            new_parts.push((cur, p));
+        }
         if covered > 0 && new_parts.is_empty() {
             self.stats.retransmitted_segments = self.stats.retransmitted_segments.saturating_add(1);
             self.stats.retransmitted_bytes = self.stats.retransmitted_bytes.saturating_add(covered);
@@ -441,10 +444,13 @@ impl HalfStream {
 
     fn check_fin(&mut self, from: usize, ts_ns: i64, out: &mut Vec<FlowEvent>) {
         if let Some(f) = self.fin
-            && !self.fin_emitted && self.next >= f && self.pending.is_empty() {
-                self.fin_emitted = true;
-                out.push(FlowEvent::Fin { from, ts_ns });
-            }
+            && !self.fin_emitted
+            && self.next >= f
+            && self.pending.is_empty()
+        {
+            self.fin_emitted = true;
+            out.push(FlowEvent::Fin { from, ts_ns });
+        }
     }
 
     fn record_gap(
@@ -539,11 +545,13 @@ impl HalfStream {
     pub fn flush(&mut self, from: usize, ts_ns: i64, out: &mut Vec<FlowEvent>) {
         while self.skip_to_first_pending(from, ts_ns, GapReason::End, out) {}
         if let Some(f) = self.fin
-            && !self.fin_emitted && f > self.next {
-                let len = f - self.next;
-                self.record_gap(from, self.next, len, ts_ns, GapReason::End, out);
-                self.next = f;
-            }
+            && !self.fin_emitted
+            && f > self.next
+        {
+            let len = f - self.next;
+            self.record_gap(from, self.next, len, ts_ns, GapReason::End, out);
+            self.next = f;
+        }
         self.check_fin(from, ts_ns, out);
     }
 }
@@ -618,10 +626,12 @@ impl Flow {
             *t = Some(t.map_or(ts_ns, |v| v.max(ts_ns)));
         }
         let f = seg.flags;
-        if f.ack && !f.rst
-            && let Some(h) = self.halves.get_mut(other) {
-                h.on_peer_ack(other, seg.ack, ts_ns, out);
-            }
+        if f.ack
+            && !f.rst
+            && let Some(h) = self.halves.get_mut(other)
+        {
+            h.on_peer_ack(other, seg.ack, ts_ns, out);
+        }
         let mut seq = seg.seq;
         if f.syn {
             if let Some(h) = self.halves.get_mut(from) {
@@ -795,11 +805,11 @@ mod tests {
             &mut f,
             &[
                 (0, seg(10, None, b"abc")),
-                (0, seg(16, None, b"ghi")),   // ahead: buffered
-                (0, seg(16, None, b"ghi")),   // exact duplicate of a buffered segment
-                (0, seg(13, None, b"def")),   // fills the hole
-                (0, seg(10, None, b"abc")),   // retransmission of delivered bytes
-                (0, seg(18, None, b"XjklZ")), // overlaps 'i' with a different byte
+                (0, seg(16, None, b"ghi")),    // ahead: buffered
+                (0, seg(16, None, b"ghi")),    // exact duplicate of a buffered segment
+                (0, seg(13, None, b"def")),    // fills the hole
+                (0, seg(10, None, b"abc")),    // retransmission of delivered bytes
+                (0, seg(18, None, b"XjklZ")),  // overlaps 'i' with a different byte
                 (0, seg(14, None, b"EFGHIJ")), // entirely old
             ],
         );
@@ -808,7 +818,10 @@ mod tests {
         let s = &f.halves[0].stats;
         assert_eq!(s.out_of_order_segments, 1);
         assert!(s.retransmitted_segments >= 3, "{s:?}");
-        assert_eq!(s.overlap_conflicts, 0, "the overlap was with delivered bytes");
+        assert_eq!(
+            s.overlap_conflicts, 0,
+            "the overlap was with delivered bytes"
+        );
         assert!(s.started_mid_stream);
         assert_eq!(s.delivered_bytes, 13);
     }
@@ -877,8 +890,14 @@ mod tests {
 
         // The peer acknowledges bytes never seen at all.
         let mut f = Flow::new(&cfg(), 0);
-        let ev = run(&mut f, &[(0, seg(0, None, b"ab")), (1, seg(0, Some(10), b""))]);
-        assert_eq!(collect(&ev).gaps[0], vec![(2, 8, GapReason::AckedNotCaptured)]);
+        let ev = run(
+            &mut f,
+            &[(0, seg(0, None, b"ab")), (1, seg(0, Some(10), b""))],
+        );
+        assert_eq!(
+            collect(&ev).gaps[0],
+            vec![(2, 8, GapReason::AckedNotCaptured)]
+        );
     }
 
     #[test]

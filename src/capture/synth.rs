@@ -138,7 +138,9 @@ pub(crate) fn tcp_packet(
         Framing::Sll2 => {
             // protocol 0x0800, reserved, ifindex 2, ARPHRD_ETHER 1, packet type 0, addr len 6,
             // address (8).
-            out.extend_from_slice(&[0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 1, 1, 1, 1, 1, 1, 0, 0]);
+            out.extend_from_slice(&[
+                0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 1, 1, 1, 1, 1, 1, 0, 0,
+            ]);
             build(&mut out, PacketBuilder::ip(ipv4));
         }
     }
@@ -167,8 +169,20 @@ pub(crate) struct Frame {
 
 /// Classic pcap.
 pub(crate) fn pcap(big_endian: bool, nanos: bool, link: u32, frames: &[Frame]) -> Vec<u8> {
-    let u32b = |v: u32| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
-    let u16b = |v: u16| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+    let u32b = |v: u32| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let u16b = |v: u16| {
+        if big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let mut out = Vec::new();
     out.extend_from_slice(&u32b(if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 }));
     out.extend_from_slice(&u16b(2));
@@ -210,11 +224,19 @@ impl Ng {
     }
 
     fn u32(&self, v: u32) -> [u8; 4] {
-        if self.be { v.to_be_bytes() } else { v.to_le_bytes() }
+        if self.be {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
     }
 
     fn u16(&self, v: u16) -> [u8; 2] {
-        if self.be { v.to_be_bytes() } else { v.to_le_bytes() }
+        if self.be {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
     }
 
     fn block(&mut self, ty: u32, body: &[u8]) {
