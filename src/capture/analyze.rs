@@ -12,8 +12,8 @@
 //! 3389 without one is still handed to the machine, which says what it is instead (not RDP,
 //! malformed, direct TLS, connect refused).
 
+use core::net::SocketAddr;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use serde::Serialize;
 
@@ -387,7 +387,7 @@ fn classify_preamble(client: &[u8], server_bytes: u64) -> Preamble {
                     p.get(1).copied().unwrap_or(0),
                 ]);
                 let ip: [u8; 4] = ip.try_into().unwrap_or([0; 4]);
-                Some(format!("CONNECT {}:{port}", std::net::Ipv4Addr::from(ip)))
+                Some(format!("CONNECT {}:{port}", core::net::Ipv4Addr::from(ip)))
             }
             _ => None,
         };
@@ -432,7 +432,7 @@ fn socks5_target(req: &[u8]) -> Option<String> {
             let ip: [u8; 4] = req.get(4..8)?.try_into().ok()?;
             Some(format!(
                 "CONNECT {}:{}",
-                std::net::Ipv4Addr::from(ip),
+                core::net::Ipv4Addr::from(ip),
                 port_at(8)?
             ))
         }
@@ -449,7 +449,7 @@ fn socks5_target(req: &[u8]) -> Option<String> {
             let ip: [u8; 16] = req.get(4..20)?.try_into().ok()?;
             Some(format!(
                 "CONNECT [{}]:{}",
-                std::net::Ipv6Addr::from(ip),
+                core::net::Ipv6Addr::from(ip),
                 port_at(20)?
             ))
         }
@@ -803,7 +803,7 @@ impl State {
         if let Some(conn) = self.flows.get_mut(&key) {
             let from = usize::from(conn.ends[0] != src);
             conn.flow.on_segment(from, seg, ts_ns, &mut events);
-            conn.on_events(&self.cfg, &self.keylog, &mut events, false);
+            conn.on_events(&self.cfg, &mut events, false);
         }
         self.scratch = events;
         // Connections over for a while are finished now, to keep memory bounded.
@@ -833,7 +833,7 @@ impl State {
         let capture_end = self.stats.last_ts;
         let mut events = Vec::new();
         conn.flow.finish(&mut events);
-        conn.on_events(&self.cfg, &self.keylog, &mut events, true);
+        conn.on_events(&self.cfg, &mut events, true);
         match conn.finalize(&self.cfg, &self.keylog, capture_end) {
             Finished::Rdp(a) => self.done_rdp.push(*a),
             Finished::Other(s) => self.done_other.push(s),
@@ -967,14 +967,7 @@ impl Conn {
     }
 
     /// Handles the reassembly's events: queue them while detecting, feed them once RDP.
-    fn on_events(
-        &mut self,
-        cfg: &AnalyzeConfig,
-        keylog: &[u8],
-        events: &mut Vec<FlowEvent>,
-        at_end: bool,
-    ) {
-        let _ = keylog;
+    fn on_events(&mut self, cfg: &AnalyzeConfig, events: &mut Vec<FlowEvent>, at_end: bool) {
         for ev in events.drain(..) {
             match &mut self.state {
                 ConnState::Detecting => {
@@ -987,11 +980,8 @@ impl Conn {
                 ConnState::Rdp(rdp) => {
                     rdp.feed(cfg, &self.flow, ev);
                 }
-                ConnState::NotRdp => {
-                    if let FlowEvent::Data { .. } = ev {
-                        // Only counted (by the reassembly).
-                    }
-                }
+                // Only counted (by the reassembly).
+                ConnState::NotRdp => {}
             }
         }
         if matches!(self.state, ConnState::Detecting) {
@@ -1004,6 +994,15 @@ impl Conn {
                 }
                 Decision::Rdp { client, skip } => self.start_rdp(cfg, client, skip),
             }
+        }
+        // Nothing more will be decoded: count the bulk instead of copying it.
+        let settled = match &self.state {
+            ConnState::NotRdp => true,
+            ConnState::Rdp(rdp) => rdp.session.inspection_done(),
+            ConnState::Detecting => false,
+        };
+        if settled {
+            self.flow.set_count_only();
         }
     }
 
@@ -1200,7 +1199,7 @@ impl Conn {
     fn finalize(mut self, cfg: &AnalyzeConfig, keylog: &[u8], capture_end_ns: i64) -> Finished {
         if matches!(self.state, ConnState::Detecting) {
             let mut none = Vec::new();
-            self.on_events(cfg, keylog, &mut none, true);
+            self.on_events(cfg, &mut none, true);
         }
         let state = std::mem::replace(&mut self.state, ConnState::NotRdp);
         match state {
@@ -1260,7 +1259,9 @@ impl RdpState {
     /// Lets the machine's clock run up to `at`, honouring its deadlines (only at the end when
     /// `live` is false).
     fn advance(&mut self, at: Micros, live: bool) {
-        if !live {
+        // Before the TCP connection is up the machine has no phase clock to run (a slow
+        // SYN/ACK is the connect timeout's business, not a stall).
+        if !live || !self.connect_reported {
             return;
         }
         for _ in 0..64 {
@@ -1385,10 +1386,23 @@ impl RdpState {
                     && flow.synack_ts_ns.is_none()
                     && flow.syn_from == Some(self.client)
                     && from != self.client;
+                let aborted = !self.connect_reported
+                    && flow.synack_ts_ns.is_none()
+                    && flow.syn_from == Some(self.client)
+                    && from == self.client;
                 if refused {
                     self.connect_reported = true;
                     self.session
                         .on_connect_result(Err(ConnectFailure::Refused), at);
+                } else if aborted {
+                    self.connect_reported = true;
+                    self.session.on_connect_result(
+                        Err(ConnectFailure::Other(
+                            "the client reset its connection attempt before the host answered"
+                                .into(),
+                        )),
+                        at,
+                    );
                 } else {
                     self.ensure_connected(at);
                     self.session

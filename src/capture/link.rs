@@ -7,7 +7,7 @@
 //! Checksums are never verified: captures taken on the sending host carry the placeholder
 //! checksums of checksum offload, and a packet with a wrong checksum is still what the peer got.
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
 use serde::Serialize;

@@ -120,6 +120,8 @@ enum Piece {
     Data(Vec<u8>),
     /// Bytes known to be absent from the capture (cut by the snap length).
     Missing(u64),
+    /// Bytes present but not kept (count-only mode): delivered as a count, not as data.
+    Counted(u64),
 }
 
 impl Piece {
@@ -127,14 +129,14 @@ impl Piece {
     fn mem(&self) -> u64 {
         match self {
             Piece::Data(d) => d.len() as u64,
-            Piece::Missing(_) => 0,
+            Piece::Missing(_) | Piece::Counted(_) => 0,
         }
     }
 
     fn len(&self) -> u64 {
         match self {
             Piece::Data(d) => d.len() as u64,
-            Piece::Missing(n) => *n,
+            Piece::Missing(n) | Piece::Counted(n) => *n,
         }
     }
 
@@ -147,6 +149,7 @@ impl Piece {
                 d.get(a..b).map(|s| Piece::Data(s.to_vec()))
             }
             Piece::Missing(n) => (to <= *n && from <= to).then(|| Piece::Missing(to - from)),
+            Piece::Counted(n) => (to <= *n && from <= to).then(|| Piece::Counted(to - from)),
         }
     }
 }
@@ -185,6 +188,8 @@ pub struct HalfStream {
     acked: u64,
     /// Capture time of the last byte delivered.
     last_data_ns: Option<i64>,
+    /// Bytes are counted, not kept or delivered (nobody reads them any more).
+    count_only: bool,
     pub stats: HalfStats,
     pub gaps: Vec<Gap>,
 }
@@ -203,6 +208,7 @@ impl HalfStream {
             fin_emitted: false,
             acked: 0,
             last_data_ns: None,
+            count_only: false,
             stats: HalfStats::default(),
             gaps: Vec::new(),
         }
@@ -224,6 +230,12 @@ impl HalfStream {
 
     pub fn fin_emitted(&self) -> bool {
         self.fin_emitted
+    }
+
+    /// From now on, count this direction's bytes without keeping them: no more `Data` events
+    /// (gaps, FIN and statistics go on). For connections nobody decodes any more.
+    pub fn set_count_only(&mut self) {
+        self.count_only = true;
     }
 
     /// Bytes the peer acknowledged.
@@ -300,7 +312,12 @@ impl HalfStream {
                 start.saturating_add(i64::try_from(payload.len()).unwrap_or(i64::MAX));
             let mut added = 0;
             if captured_end > start {
-                added += self.insert(start, Piece::Data(payload.to_vec()));
+                let piece = if self.count_only {
+                    Piece::Counted(payload.len() as u64)
+                } else {
+                    Piece::Data(payload.to_vec())
+                };
+                added += self.insert(start, piece);
             }
             if u64::from(wire_len) > payload.len() as u64 {
                 self.stats.truncated_segments = self.stats.truncated_segments.saturating_add(1);
@@ -429,6 +446,10 @@ impl HalfStream {
                         data: d,
                         ts_ns,
                     });
+                    self.stats.delivered_bytes = self.stats.delivered_bytes.saturating_add(n);
+                    self.last_data_ns = Some(ts_ns);
+                }
+                Some(Piece::Counted(n)) => {
                     self.stats.delivered_bytes = self.stats.delivered_bytes.saturating_add(n);
                     self.last_data_ns = Some(ts_ns);
                 }
@@ -588,6 +609,13 @@ impl Flow {
             first_ts_ns,
             last_ts_ns: first_ts_ns,
             packets: 0,
+        }
+    }
+
+    /// Stops keeping the bytes of both directions (see [`HalfStream::set_count_only`]).
+    pub fn set_count_only(&mut self) {
+        for h in &mut self.halves {
+            h.set_count_only();
         }
     }
 
