@@ -693,6 +693,27 @@ impl Session {
                 },
             );
         }
+        // TLS 1.3 hides alerts in application-data records: 2 bytes + content type + 16-byte tag.
+        // No RDP message is 2 bytes long, so a 19-byte record is an alert (close_notify or fatal).
+        if self.tls.tls13 && len == 19 {
+            self.alerts.push(AlertSeen {
+                dir,
+                offset,
+                at,
+                description: None,
+                before_done: false,
+            });
+            self.push(
+                at,
+                Some(dir),
+                Some(offset),
+                EventKind::TlsEncryptedAlert {
+                    len,
+                    inferred: true,
+                },
+            );
+            return;
+        }
         // TLS 1.3 session tickets come from the server before the client's first application record.
         if self.tls.tls13 && dir == Direction::HostToClient && self.tls.app_records.client == 0 {
             self.tls.tickets = self.tls.tickets.saturating_add(1);
