@@ -13,4 +13,5 @@ pub mod session;
 
 pub mod cli;
 pub mod relay;
+#[forbid(unsafe_code)]
 pub mod report;
