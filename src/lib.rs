@@ -17,4 +17,5 @@ pub mod capture;
 
 pub mod cli;
 pub mod relay;
+#[forbid(unsafe_code)]
 pub mod report;
