@@ -1735,6 +1735,14 @@ mod tests {
         assert_eq!(a.verdict.cause, "tcp.connect_timeout", "{:#?}", a.verdict);
         assert!(a.notes.iter().any(|n| n.contains("2 sent")));
 
+        // The client gives up before any answer.
+        let mut c = Conv::new(Framing::Ethernet, 3389);
+        c.raw(true, 1, synth::SYN, &[]);
+        c.wait_ms(500);
+        c.raw(true, 2, synth::RSTACK, &[]);
+        let r = run(&pcap_of(&c));
+        assert_eq!(r.connections[0].verdict.cause, "tcp.connect_failed");
+
         // The same on another port is not RDP: listed only.
         let mut c = Conv::new(Framing::Ethernet, 445);
         c.raw(true, 1, synth::SYN, &[]);
