@@ -819,7 +819,8 @@ impl Session {
 
     /// A side closed (FIN) or reset its connection.
     pub fn on_close(&mut self, side: Side, kind: CloseKind, at: Micros) {
-        if self.closes.iter().any(|c| c.0 == side) {
+        // A side may half-close (FIN) and reset later: both are facts; the first decides.
+        if self.closes.iter().any(|c| c.0 == side && c.1 == kind) {
             return;
         }
         self.closes.push((side, kind, at));
@@ -980,10 +981,10 @@ impl Session {
         // first (xrdp answers with an alert and leaves the socket open; the client then FINs).
         let first_tcp = self.closes.first().copied();
         let terminator = self.terminating_message();
-        if let Some((side, at, kind)) = terminator {
-            if first_tcp.is_none_or(|(_, _, tcp_at)| at <= tcp_at) {
-                return (Some(side), Some(kind));
-            }
+        if let Some((side, at, kind)) = terminator
+            && first_tcp.is_none_or(|(_, _, tcp_at)| at <= tcp_at)
+        {
+            return (Some(side), Some(kind));
         }
         let Some((side, kind, _)) = first_tcp else {
             return (None, None);
