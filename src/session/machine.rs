@@ -146,6 +146,8 @@ pub struct Session {
     /// Roles of the application records in order (dir, role, offset, len, at).
     roles: Vec<(Direction, Role, u64, u16, Micros)>,
     malformed: Option<(Direction, u64, Micros, DecodeError)>,
+    /// Every decode error, first per direction.
+    malformed_all: Vec<(Direction, u64, Micros, DecodeError)>,
     /// Closes in the order they happened.
     closes: Vec<(Side, CloseKind, Micros)>,
     stall: Option<(Phase, Micros, Micros, Option<Side>)>,
@@ -196,6 +198,7 @@ impl Session {
             mcs: McsState::default(),
             roles: Vec::new(),
             malformed: None,
+            malformed_all: Vec::new(),
             closes: Vec::new(),
             stall: None,
             last_bytes: PerDir::default(),
@@ -301,6 +304,9 @@ impl Session {
                 error: error.clone(),
             },
         );
+        if !self.malformed_all.iter().any(|m| m.0 == dir) {
+            self.malformed_all.push((dir, offset, at, error.clone()));
+        }
         if self.malformed.is_none() {
             self.malformed = Some((dir, offset, at, error));
         }
@@ -346,7 +352,12 @@ impl Session {
             (_, X224Pdu::Data { payload_offset }) => {
                 let body = pdu.get(payload_offset..).unwrap_or_default();
                 match mcs::decode(body) {
-                    Ok(p) => self.on_mcs(dir, offset, p, at),
+                    Ok(p) => {
+                        if let McsPdu::ConnectResponse(r) = &p {
+                            self.server_data_certificates(r, body);
+                        }
+                        self.on_mcs(dir, offset, p, at)
+                    }
                     Err(e) => {
                         // MCS inside a clear TPKT that we cannot read: note it, keep framing.
                         let e = e.shifted(base.saturating_add(payload_offset));
@@ -369,6 +380,24 @@ impl Session {
                 );
                 self.push(at, Some(dir), Some(offset), EventKind::Note { text });
             }
+        }
+    }
+
+    /// Standard RDP Security with an X.509 chain in the server security data: summarize it
+    /// like a TLS certificate (the leaf is the last certificate of that chain).
+    fn server_data_certificates(&mut self, r: &mcs::ConnectResponse, body: &[u8]) {
+        let Some(sec) = &r.server_security else {
+            return;
+        };
+        let mut chain: Vec<CertSummary> = sec
+            .x509_chain
+            .iter()
+            .filter_map(|span| body.get(span.offset..span.offset.saturating_add(span.len)))
+            .filter_map(|der| x509::summarize(der).ok())
+            .collect();
+        chain.reverse();
+        if !chain.is_empty() && self.tls.chain.is_empty() {
+            self.tls.chain = chain;
         }
     }
 
@@ -398,7 +427,10 @@ impl Session {
         self.push(at, Some(dir), Some(offset), EventKind::Mcs { pdu });
         // Standard RDP Security: after the Connect-Response come the domain PDUs, the security
         // exchange, licensing and capabilities, all framed by TPKT.
-        if self.mcs.response.is_some() {
+        if self.mcs.response.is_some()
+            && self.mcs.after_response.client + self.mcs.after_response.host > 0
+        {
+            // Licensing (and what follows) starts with the first PDU after the Connect-Response.
             self.enter(Phase::Licensing, at);
             let PerDir { client: c, host: s } = self.mcs.after_response;
             if c >= ACTIVE_AFTER_RECORDS && s >= ACTIVE_AFTER_RECORDS {
@@ -736,6 +768,23 @@ impl Session {
             );
             return;
         }
+        // Once a side has closed TLS (an alert), what the other side still sends is not a step
+        // of the exchange (corpus ndpi_rdp_over_tls: the client sends two records after the
+        // host's alert, then resets).
+        if self.alerts.iter().any(|a| !a.before_done && a.dir != dir) {
+            self.push(
+                at,
+                Some(dir),
+                Some(offset),
+                EventKind::TlsRecord {
+                    content_type: 23,
+                    len,
+                    index: 0,
+                    role: Some("after the peer's alert".to_owned()),
+                },
+            );
+            return;
+        }
         self.tls.app_records[dir] = self.tls.app_records[dir].saturating_add(1);
         let index = self.tls.app_records[dir];
         let role = self.infer_role(dir, index, len);
@@ -758,7 +807,6 @@ impl Session {
             Role::ConnectResponse | Role::Session => {}
         }
         if let Some(resp_at) = self.roles.iter().position(|r| r.1 == Role::ConnectResponse) {
-            self.enter(Phase::Licensing, at);
             let after = self.roles.get(resp_at + 1..).unwrap_or_default();
             let c = after
                 .iter()
@@ -768,6 +816,9 @@ impl Session {
                 .iter()
                 .filter(|r| r.0 == Direction::HostToClient)
                 .count();
+            if c + s > 0 {
+                self.enter(Phase::Licensing, at);
+            }
             let need = ACTIVE_AFTER_RECORDS as usize;
             if c >= need && s >= need {
                 self.enter(Phase::Active, at);
@@ -949,7 +1000,7 @@ impl Session {
         let alert = self
             .alerts
             .iter()
-            .find(|a| a.before_done && a.fatal)
+            .find(|a| a.fatal || a.description.is_none())
             .map(|a| (a.dir.sender(), a.at, CloseKind::Alert));
         let dpu = self.mcs.disconnect.map(|(dir, _, at, _)| {
             let side = dir.sender();
@@ -1096,6 +1147,29 @@ impl Session {
         if self.phase >= Phase::Active {
             return self.healthy();
         }
+        // The host answered the CR with bytes that never became a Connection Confirm (a TPKT
+        // header claiming more than ever came, corpus modbus-p502): not an RDP listener. Do not
+        // wait for the missing bytes as if they were coming.
+        if self.cr.is_some()
+            && self.cc.is_none()
+            && self.streams.host.pending() > 0
+            && (self.stall.is_some() || !self.closes.is_empty())
+        {
+            let s = &self.streams.host;
+            let mut d = self.draft("x224.not_rdp", Outcome::Failed, format!("the host answered the Connection Request with {} byte(s) that never became an X.224 Connection Confirm: not an RDP listener", s.pending()));
+            d.evidence.push(ev(
+                Some(Direction::HostToClient),
+                Some(s.position()),
+                self.last_bytes.host.unwrap_or_default(),
+                "X.224 Connection Confirm",
+                format!(
+                    "incomplete: {} byte(s) starting {:02x?}",
+                    s.pending(),
+                    s.peek()
+                ),
+            ));
+            return d;
+        }
         if let Some((phase, idle, _, waiting)) = &self.stall {
             let who = waiting
                 .map(|s| format!(" waiting for the {}", s.name()))
@@ -1193,7 +1267,7 @@ impl Session {
     }
 
     fn diagnose_malformed(&self) -> Option<Draft> {
-        let (dir, offset, at, err) = self.malformed.as_ref()?;
+        let (dir, _, _, err) = self.malformed.as_ref()?;
         // Garbage after the connection is decided is not what broke it.
         if self.phase >= Phase::Mcs || self.tls.done {
             return None;
@@ -1222,13 +1296,15 @@ impl Session {
             )
         };
         let mut d = self.draft(cause, Outcome::Failed, summary);
-        d.evidence.push(ev(
-            Some(*dir),
-            Some(*offset),
-            *at,
-            err.field,
-            format!("expected {}, found {}", err.expected, err.found),
-        ));
+        for (dir, offset, at, err) in &self.malformed_all {
+            d.evidence.push(ev(
+                Some(*dir),
+                Some(*offset),
+                *at,
+                err.field,
+                format!("expected {}, found {}", err.expected, err.found),
+            ));
+        }
         Some(d)
     }
 
@@ -1385,7 +1461,8 @@ impl Session {
         let Some((_, rs_at, _)) = &self.mcs.response else {
             let mut d = match self.first_close() {
                 Some((Side::Host, _, _)) => self.draft("rdp_security.encryption_mismatch", Outcome::Failed, "the host closed after the MCS Connect-Initial without a Connect-Response: it accepts none of the client's encryption methods".to_owned()),
-                _ => self.draft("closed_early", Outcome::Failed, "the connection ended before the MCS Connect-Response".to_owned()),
+                Some(_) => self.draft("closed_early", Outcome::Failed, "the connection ended before the MCS Connect-Response".to_owned()),
+                None => self.draft("closed_early", Outcome::Unknown, "waiting for the MCS Connect-Response".to_owned()),
             };
             d.inferred = d.cause == "rdp_security.encryption_mismatch";
             d.evidence = evidence;
