@@ -10,3 +10,6 @@ pub mod wire;
 #[forbid(unsafe_code)]
 #[warn(clippy::indexing_slicing)]
 pub mod session;
+
+/// Simulated RDP hosts and clients, the scenario table and `rdpdiag demo` (I/O shell).
+pub mod sim;
