@@ -308,14 +308,14 @@ async fn play(
             c.negotiated_cipher_suite().map(|s| s.suite())
         )
     });
-    if cfg.tls.cert_check == CertCheck::CompleteThenClose {
-        if let Some(problem) = verifier.problem() {
-            ch.close(CloseStyle::CloseNotifyFin).await;
-            return Ok(ClientEnd::CertRejected {
-                problem,
-                alert: false,
-            });
-        }
+    if cfg.tls.cert_check == CertCheck::CompleteThenClose
+        && let Some(problem) = verifier.problem()
+    {
+        ch.close(CloseStyle::CloseNotifyFin).await;
+        return Ok(ClientEnd::CertRejected {
+            problem,
+            alert: false,
+        });
     }
 
     if selected.uses_credssp() {
