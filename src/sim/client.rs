@@ -305,7 +305,9 @@ async fn play(
             "{:?} {:?}",
             c.protocol_version()
                 .unwrap_or(rustls::ProtocolVersion::Unknown(0)),
-            c.negotiated_cipher_suite().map(|s| s.suite())
+            c.negotiated_cipher_suite()
+                .map(|s| s.suite())
+                .unwrap_or(rustls::CipherSuite::Unknown(0))
         )
     });
     if cfg.tls.cert_check == CertCheck::CompleteThenClose
