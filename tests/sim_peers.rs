@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use rdpdiag::session::Phase;
 use rdpdiag::sim::client::{self, ClientEnd, ClientOutcome, PeerClose};
-use rdpdiag::sim::demo::{BlackHole, nothing_listening};
 use rdpdiag::sim::host::{self, HostLog};
 use rdpdiag::sim::pdus;
 use rdpdiag::sim::scenarios::{self, Scenario, TargetOverride};
+use rdpdiag::sim::targets::{BlackHole, nothing_listening};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

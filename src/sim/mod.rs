@@ -19,11 +19,11 @@
 
 pub mod certs;
 pub mod client;
-pub mod demo;
 pub mod host;
 mod io;
 pub mod pdus;
 pub mod scenarios;
+pub mod targets;
 
 pub use client::{ClientConfig, ClientEnd, ClientOutcome, ClientTls};
 pub use host::{HostConfig, HostLog, HostTls, X224Answer};

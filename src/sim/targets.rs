@@ -1,4 +1,4 @@
-//! `rdpdiag demo`: every scenario through the real proxy on loopback.
+//! Targets that are not hosts: a port nothing listens on, and one that drops SYNs.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// A loopback address nothing listens on: bind port 0, note the port, close the listener.
-/// (Another process could grab the port in between; on a test machine that is unlikely.)
+/// (Another process could take the port in between; on a test machine that is unlikely.)
 pub async fn nothing_listening() -> std::io::Result<SocketAddr> {
     let l = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = l.local_addr()?;
@@ -15,8 +15,9 @@ pub async fn nothing_listening() -> std::io::Result<SocketAddr> {
 }
 
 /// A target whose SYNs are dropped: a listener with backlog 1 that never accepts, its accept
-/// queue filled with connections, so the kernel drops the next SYN (Linux: a full accept queue
-/// drops incoming SYNs) and a connect attempt times out. Keep it alive while it is needed.
+/// queue filled with connections, so the kernel drops the next SYN (Linux drops SYNs while a
+/// listener's accept queue is full) and a connect attempt times out. Keep it alive while it is
+/// needed.
 pub struct BlackHole {
     pub addr: SocketAddr,
     _listener: TcpListener,
