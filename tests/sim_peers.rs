@@ -451,3 +451,26 @@ async fn unreachable_targets() {
         assert_eq!(out.reached, Phase::TcpConnect);
     }
 }
+
+#[tokio::test]
+async fn a_host_can_answer_each_connection_differently() {
+    // Like a client's fallback chain: the first attempt is refused, the retry succeeds.
+    let mut first = host::HostConfig {
+        answer: host::X224Answer::Failure(
+            rdpdiag::wire::x224::FailureCode::SSL_NOT_ALLOWED_BY_SERVER,
+        ),
+        ..host::HostConfig::default()
+    };
+    first.max_connections = Some(2);
+    let (addr, h) = host::spawn_sequence(vec![first, host::HostConfig::default()])
+        .await
+        .unwrap();
+    let one = client::run(client::ClientConfig::default(), addr).await;
+    assert!(matches!(one.end, ClientEnd::NegFailure(_)), "{one:?}");
+    let two = client::run(client::ClientConfig::default(), addr).await;
+    assert_eq!(two.end, ClientEnd::Completed);
+    let logs = h.await.unwrap();
+    assert_eq!(logs.len(), 2);
+    assert_eq!(logs[0].reached, Phase::X224);
+    assert_eq!(logs[1].reached, Phase::Active);
+}
