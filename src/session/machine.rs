@@ -1352,7 +1352,7 @@ impl Session {
                     format!(
                         "{} / {}",
                         sec.encryption_method.names(),
-                        sec.encryption_level.name()
+                        sec.encryption_level
                     ),
                 ));
             }
@@ -1414,7 +1414,7 @@ impl Session {
             return Some(format!(
                 "inconsistent: encryptionMethod {} with encryptionLevel {}",
                 server.encryption_method.names(),
-                server.encryption_level.name()
+                server.encryption_level
             ));
         }
         if method == 0 {
@@ -1823,7 +1823,7 @@ impl Session {
             f.encryption = Some(format!(
                 "{} / level {}",
                 sec.encryption_method.names(),
-                sec.encryption_level.name()
+                sec.encryption_level
             ));
         }
         if self.tls.done {

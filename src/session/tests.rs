@@ -422,3 +422,82 @@ fn host_resets_after_client_hello() {
         Some("TLS 1.2, TLS 1.1, TLS 1.0")
     );
 }
+
+#[test]
+fn standard_rdp_security_legacy_xp_session_is_clear_and_consistent() {
+    // ndpi_rdp3.pcap: legacy CR/CC, XP client SEPTU, 128-bit Client Compatible.
+    let mut s = connected();
+    s.feed(C2S, &hex("03 00 00 0b 06 e0 00 00 00 00 00"), ms(1));
+    s.feed(S2C, &hex("03 00 00 0b 06 d0 00 00 12 34 00"), ms(2));
+    s.feed(
+        C2S,
+        include_bytes!("../../tests/fixtures/mcs/ndpi_rdp3_connect_initial.bin"),
+        ms(3),
+    );
+    s.feed(
+        S2C,
+        include_bytes!("../../tests/fixtures/mcs/ndpi_rdp3_connect_response.bin"),
+        ms(4),
+    );
+    let v = s.verdict();
+    assert_eq!(v.phase_reached, Phase::Licensing);
+    assert_eq!(v.facts.client_name.as_deref(), Some("SEPTU"));
+    assert_eq!(v.facts.client_build.as_deref(), Some("2600"));
+    assert!(
+        v.facts.encryption.as_deref().unwrap().starts_with("128BIT"),
+        "{:?}",
+        v.facts.encryption
+    );
+    s.on_close(Side::Host, CloseKind::Fin, ms(5));
+    assert_eq!(s.verdict().cause, "mcs.host_disconnected");
+}
+
+#[test]
+fn standard_rdp_security_method_not_offered_is_a_mismatch() {
+    // xfreerdp's Connect-Initial offering 128BIT only (methods patched from 0x1b to 0x02) and
+    // xrdp's FIPS/FIPS Connect-Response (testbed xrdp-rdp-fips with --enc-methods 128).
+    let mut ci =
+        include_bytes!("../../tests/fixtures/mcs/testbed_xfreerdp_connect_initial.bin").to_vec();
+    let x = crate::wire::x224::decode(&ci).unwrap();
+    let crate::wire::x224::X224Pdu::Data { payload_offset } = x else {
+        panic!()
+    };
+    let crate::wire::mcs::McsPdu::ConnectInitial(parsed) =
+        crate::wire::mcs::decode(&ci[payload_offset..]).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(parsed.client_security.unwrap().encryption_methods.0, 0x1b);
+    // CS_SECURITY block: type 0xc002, length 12, encryptionMethods u32le.
+    let at = ci
+        .windows(4)
+        .position(|w| w == [0x02, 0xc0, 0x0c, 0x00])
+        .unwrap()
+        + 4;
+    ci[at..at + 4].copy_from_slice(&2u32.to_le_bytes());
+    let mut s = connected();
+    s.feed(
+        C2S,
+        &hex("03 00 00 13 0e e0 00 00 00 00 00 01 00 08 00 00 00 00 00"),
+        ms(1),
+    );
+    s.feed(S2C, &cc_selected(0), ms(2));
+    s.feed(C2S, &ci, ms(3));
+    s.feed(
+        S2C,
+        include_bytes!("../../tests/fixtures/mcs/testbed_xrdp_fips_connect_response.bin"),
+        ms(4),
+    );
+    s.on_close(Side::Client, CloseKind::Fin, ms(5));
+    let v = s.verdict();
+    assert_eq!(
+        (v.cause, v.phase_reached, v.closed_by),
+        (
+            "rdp_security.encryption_mismatch",
+            Phase::Licensing,
+            Some(Side::Client)
+        ),
+        "{v:#?}"
+    );
+    assert!(v.summary.contains("FIPS"), "{}", v.summary);
+}
