@@ -11,5 +11,9 @@ pub mod wire;
 #[warn(clippy::indexing_slicing)]
 pub mod session;
 
+pub mod cli;
+pub mod relay;
+pub mod report;
+
 /// Simulated RDP hosts and clients, the scenario table and `rdpdiag demo` (I/O shell).
 pub mod sim;
