@@ -258,6 +258,8 @@ async fn play(
     let selected = match x224::decode(&cc) {
         Ok(X224Pdu::ConnectionConfirm(cc)) => match cc.neg {
             Some(NegData::Failure { code, .. }) => {
+                // The host closes after a failure (MS-RDPBCGR 3.3.5.3.2): let it.
+                ch.await_peer_close().await;
                 ch.close(CloseStyle::Fin).await;
                 return Ok(ClientEnd::NegFailure(code));
             }
@@ -330,6 +332,7 @@ async fn play(
             .await?;
         let s2 = ch.recv_der().await?;
         if let Some(code) = ts_error_code(&s2) {
+            ch.await_peer_close().await;
             ch.close(CloseStyle::CloseNotifyFin).await;
             return Ok(ClientEnd::CredsspError(code));
         }
@@ -339,6 +342,7 @@ async fn play(
             let r = ch.recv_exact(4).await?;
             let result = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
             if result != pdus::AUTHZ_SUCCESS {
+                ch.await_peer_close().await;
                 ch.close(CloseStyle::Fin).await;
                 return Ok(ClientEnd::EarlyAuthDenied(result));
             }

@@ -70,6 +70,8 @@ pub(crate) struct Chan {
     /// Application bytes (clear stream, or TLS plaintext) not yet consumed.
     plain: Vec<u8>,
     close_notify: bool,
+    /// The peer said it is ending the connection (close_notify or a fatal alert).
+    peer_closing: bool,
     pub(crate) timeout: Duration,
 }
 
@@ -81,6 +83,7 @@ impl Chan {
             raw: Vec::new(),
             plain: Vec::new(),
             close_notify: false,
+            peer_closing: false,
             timeout,
         }
     }
@@ -117,7 +120,12 @@ impl Chan {
             self.read_raw().await?;
         }
         let len = usize::from(u16::from_be_bytes([self.raw[3], self.raw[4]]));
-        self.raw_exact(5 + len).await
+        let rec = self.raw_exact(5 + len).await?;
+        if rec.first() == Some(&0x15) && self.tls.as_ref().is_none_or(|c| c.is_handshaking()) {
+            // A clear alert: the peer is giving up.
+            self.peer_closing = true;
+        }
+        Ok(rec)
     }
 
     /// Writes bytes straight to TCP, bypassing TLS.
@@ -163,6 +171,9 @@ impl Chan {
             conn.read_tls(&mut rd).map_err(Stop::Io)?;
         }
         if let Err(e) = conn.process_new_packets() {
+            if matches!(e, rustls::Error::AlertReceived(_)) {
+                self.peer_closing = true;
+            }
             // rustls queued an alert for most errors: put it on the wire before giving up.
             let _flushed = self.flush_tls().await;
             return Err(Stop::Tls(e));
@@ -172,6 +183,7 @@ impl Chan {
             match conn.reader().read(&mut buf) {
                 Ok(0) => {
                     self.close_notify = true;
+                    self.peer_closing = true;
                     break;
                 }
                 Ok(n) => self
@@ -267,6 +279,12 @@ impl Chan {
         self.recv_exact(hdr + len).await
     }
 
+    /// Lets the peer close first: waits for its FIN (bounded), discarding what it sends.
+    pub(crate) async fn await_peer_close(&mut self) {
+        let _end = self.drain().await;
+        self.peer_closing = false;
+    }
+
     /// Waits for the peer's close (or anything it sends until then), discarding it.
     pub(crate) async fn drain(&mut self) -> Stop {
         let limit = self.timeout.min(DRAIN_LIMIT);
@@ -282,7 +300,14 @@ impl Chan {
     }
 
     /// Ends this side of the connection the chosen way, then waits for the peer's close.
+    ///
+    /// A peer that already sent close_notify or a fatal alert is closing: wait for its FIN
+    /// first, so that the close order on the wire is the peer's (an alert and the FIN after it
+    /// are one decision of the peer; answering faster than its FIN would muddle who closed).
     pub(crate) async fn close(&mut self, how: CloseStyle) {
+        if self.peer_closing && how != CloseStyle::Rst {
+            self.await_peer_close().await;
+        }
         match how {
             CloseStyle::CloseNotifyFin | CloseStyle::Fin => {
                 if how == CloseStyle::CloseNotifyFin {
