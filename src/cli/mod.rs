@@ -5,6 +5,7 @@
 //! `run(args, &Global) -> anyhow::Result<ExitCode>` function, one [`Command`] variant, one
 //! match arm in [`main`].
 
+pub mod demo;
 pub mod proxy;
 
 use std::process::ExitCode;
@@ -40,6 +41,8 @@ pub struct Global {
 pub enum Command {
     /// Relay mstsc to an RDP host and diagnose each connection
     Proxy(proxy::Args),
+    /// Play the failure scenarios with simulated hosts and clients through the proxy
+    Demo(demo::Args),
 }
 
 /// Exit status for usage errors and failures to start.
@@ -48,9 +51,11 @@ pub const EXIT_USAGE: u8 = 2;
 /// Runs the command line; the status to exit with.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.global.verbose);
+    // The demo relays dozens of connections: its reports are the output, not their info logs.
+    init_logs(cli.global.verbose, matches!(cli.command, Command::Demo(_)));
     let result = match cli.command {
         Command::Proxy(args) => proxy::run(args, &cli.global),
+        Command::Demo(args) => demo::run(args, &cli.global),
     };
     result.unwrap_or_else(|e| {
         eprintln!("rdpdiag: {e:#}");
@@ -59,8 +64,9 @@ pub fn main() -> ExitCode {
 }
 
 /// Logs go to stderr; stdout is for reports.
-fn init_logs(verbose: u8) {
+fn init_logs(verbose: u8, quiet: bool) {
     let default = match verbose {
+        0 if quiet => "warn",
         0 => "warn,rdpdiag=info",
         1 => "info,rdpdiag=debug",
         _ => "debug,rdpdiag=trace",

@@ -19,6 +19,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod demo;
 pub mod host;
 mod io;
 pub mod pdus;
