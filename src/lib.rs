@@ -13,6 +13,7 @@ pub mod session;
 
 pub mod cli;
 pub mod relay;
+#[forbid(unsafe_code)]
 pub mod report;
 
 /// Simulated RDP hosts and clients, the scenario table and `rdpdiag demo` (I/O shell).

@@ -4,11 +4,11 @@
 //!
 //! Per connection:
 //! 1. accept, start connecting to the host at once while buffering what the client sends
-//!    ([`inspect::connect`]); a failed connect resets the client like a closed port would;
-//! 2. relay with a tap feeding every chunk to the [`Session`] ([`inspect::inspect`]), ticking it at
+//!    (`inspect.rs`); a failed connect resets the client like a closed port would;
+//! 2. relay with a tap feeding every chunk to the [`Session`] (`inspect.rs`), ticking it at
 //!    its deadlines; a stall ends both connections;
 //! 3. once the session has learned all it can, relay the rest with the hot path
-//!    ([`pipe`], or `splice(2)` on Linux), still reporting each close in order;
+//!    (`pipe.rs`, with `splice(2)` on Linux: `splice.rs`), still reporting each close in order;
 //! 4. send a [`ConnectionReport`] with the verdict.
 
 mod inspect;
@@ -413,6 +413,7 @@ async fn serve(
     }
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
 async fn hot_path(relay: &mut Relay, how: HotPath, on_close: impl FnMut(Side, CloseKind)) {
     #[cfg(target_os = "linux")]
     if how == HotPath::Splice {
@@ -421,8 +422,6 @@ async fn hot_path(relay: &mut Relay, how: HotPath, on_close: impl FnMut(Side, Cl
             Err(e) => tracing::debug!(error = %e, "No pipes for splice; copying"),
         }
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = how;
     pipe::run(relay, &mut pipe::Copying, on_close).await;
 }
 

@@ -89,6 +89,8 @@ struct AlertSeen {
     at: Micros,
     /// None when encrypted (description unknown).
     description: Option<u8>,
+    /// Level fatal (2), or encrypted (assumed fatal before the handshake finished).
+    fatal: bool,
     before_done: bool,
 }
 
@@ -471,6 +473,7 @@ impl Session {
                         offset,
                         at,
                         description: None,
+                        fatal: before_done,
                         before_done,
                     });
                     self.push(
@@ -488,6 +491,7 @@ impl Session {
                         offset,
                         at,
                         description: Some(a.description),
+                        fatal: a.level == 2 || a.description != 0,
                         before_done,
                     });
                     self.push(
@@ -653,6 +657,7 @@ impl Session {
                                 offset,
                                 at,
                                 description: None,
+                                fatal: true,
                                 before_done: true,
                             });
                             self.push(
@@ -692,6 +697,28 @@ impl Session {
                     text: "application data before the TLS handshake finished".to_owned(),
                 },
             );
+        }
+        // TLS 1.3 hides alerts in application-data records: 2 bytes + content type + 16-byte tag.
+        // No RDP message is 2 bytes long, so a 19-byte record is an alert (close_notify or fatal).
+        if self.tls.tls13 && len == 19 {
+            self.alerts.push(AlertSeen {
+                dir,
+                offset,
+                at,
+                description: None,
+                fatal: false,
+                before_done: false,
+            });
+            self.push(
+                at,
+                Some(dir),
+                Some(offset),
+                EventKind::TlsEncryptedAlert {
+                    len,
+                    inferred: true,
+                },
+            );
+            return;
         }
         // TLS 1.3 session tickets come from the server before the client's first application record.
         if self.tls.tls13 && dir == Direction::HostToClient && self.tls.app_records.client == 0 {
@@ -792,7 +819,8 @@ impl Session {
 
     /// A side closed (FIN) or reset its connection.
     pub fn on_close(&mut self, side: Side, kind: CloseKind, at: Micros) {
-        if self.closes.iter().any(|c| c.0 == side) {
+        // A side may half-close (FIN) and reset later: both are facts; the first decides.
+        if self.closes.iter().any(|c| c.0 == side && c.1 == kind) {
             return;
         }
         self.closes.push((side, kind, at));
@@ -916,6 +944,28 @@ impl Session {
         }
     }
 
+    /// The first fatal alert during the handshake or MCS Disconnect-Provider-Ultimatum.
+    fn terminating_message(&self) -> Option<(Side, Micros, CloseKind)> {
+        let alert = self
+            .alerts
+            .iter()
+            .find(|a| a.before_done && a.fatal)
+            .map(|a| (a.dir.sender(), a.at, CloseKind::Alert));
+        let dpu = self.mcs.disconnect.map(|(dir, _, at, _)| {
+            let side = dir.sender();
+            let kind = self
+                .closes
+                .iter()
+                .find(|c| c.0 == side)
+                .map_or(CloseKind::Fin, |c| c.1);
+            (side, at, kind)
+        });
+        match (alert, dpu) {
+            (Some(a), Some(d)) => Some(if a.1 <= d.1 { a } else { d }),
+            (a, d) => a.or(d),
+        }
+    }
+
     /// Who closed first, and how (an alert just before the close makes it `alert`).
     fn closer(&self) -> (Option<Side>, Option<CloseKind>) {
         if let Some(Err((failure, _))) = &self.connect {
@@ -926,7 +976,17 @@ impl Session {
             };
             return (Some(side), Some(CloseKind::ConnectError));
         }
-        let Some(&(side, kind, _)) = self.closes.first() else {
+        // A fatal alert or an MCS Disconnect-Provider-Ultimatum ends the connection as surely as
+        // a TCP close: the first of them names who closed, even if the peer's TCP close came
+        // first (xrdp answers with an alert and leaves the socket open; the client then FINs).
+        let first_tcp = self.closes.first().copied();
+        let terminator = self.terminating_message();
+        if let Some((side, at, kind)) = terminator
+            && first_tcp.is_none_or(|(_, _, tcp_at)| at <= tcp_at)
+        {
+            return (Some(side), Some(kind));
+        }
+        let Some((side, kind, _)) = first_tcp else {
             return (None, None);
         };
         let alerted = self.alerts.iter().any(|a| {
@@ -1514,7 +1574,19 @@ impl Session {
             return self.alert_verdict(a);
         }
         let server_spoke = self.tls.server_hello.is_some();
-        match self.first_close() {
+        // A plain-text MCS Disconnect-Provider-Ultimatum where the ServerHello belongs (xrdp
+        // with an unusable key) is the host aborting, whoever's TCP close came first.
+        let host_dpu = self
+            .mcs
+            .disconnect
+            .filter(|d| d.0 == Direction::HostToClient);
+        let first = match (host_dpu, self.first_close()) {
+            (Some((_, _, at, _)), _) if !server_spoke => {
+                Some((Side::Host, self.closer().1.unwrap_or(CloseKind::Fin), at))
+            }
+            (_, c) => c,
+        };
+        match first {
             Some((Side::Host, kind, at)) if !server_spoke => {
                 let mut d = self.draft("tls.host_aborted_handshake", Outcome::Failed, format!("the host ended the connection ({}) right after the ClientHello, without a ServerHello: it cannot use its certificate or private key (or has no TLS version in common)", kind.name().to_uppercase()));
                 if let Some((dir, off, at2, reason)) = self.mcs.disconnect {
