@@ -485,7 +485,7 @@ fn scan_flight(hs: &[u8]) -> (bool, bool) {
     (false, tls13)
 }
 
-/// errorCode [4] of a TSRequest, if present (a tiny S2 from a Windows host).
+/// errorCode `[4]` of a TSRequest, if present (a tiny S2 from a Windows host).
 fn ts_error_code(ts: &[u8]) -> Option<u32> {
     let at = ts.windows(3).position(|w| w == [0xa4, 0x06, 0x02])?;
     let b = ts.get(at + 4..at + 8)?;

@@ -487,7 +487,7 @@ async fn fail_credssp(ch: &mut Chan, f: CredsspFailure) -> Result<Option<CloseSt
     Ok(Some(f.close))
 }
 
-/// TSRequest { version 6, errorCode [4] INTEGER } (15 bytes, reference §2.8.7).
+/// `TSRequest { version 6, errorCode [4] INTEGER }` (15 bytes, reference §2.8.7).
 fn ts_error(code: u32) -> Vec<u8> {
     let c = code.to_be_bytes();
     vec![

@@ -166,12 +166,12 @@ fn der(tag: u8, content: &[u8]) -> Vec<u8> {
 /// Which TSRequest field carries the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TsField {
-    /// negoTokens [1]: an NTLM message of the given MessageType (1 NEGOTIATE, 2 CHALLENGE,
+    /// negoTokens `[1]`: an NTLM message of the given MessageType (1 NEGOTIATE, 2 CHALLENGE,
     /// 3 AUTHENTICATE).
     NegoToken(u32),
-    /// authInfo [2]: the encrypted TSCredentials (C3).
+    /// authInfo `[2]`: the encrypted TSCredentials (C3).
     AuthInfo,
-    /// pubKeyAuth [3]: the server's binding answer (S2).
+    /// pubKeyAuth `[3]`: the server's binding answer (S2).
     PubKeyAuth,
 }
 
