@@ -19,3 +19,6 @@ pub mod cli;
 pub mod relay;
 #[forbid(unsafe_code)]
 pub mod report;
+
+/// Simulated RDP hosts and clients, the scenario table and `rdpdiag demo` (I/O shell).
+pub mod sim;
