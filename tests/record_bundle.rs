@@ -5,6 +5,9 @@
 //!
 //! Needs the Debian packages `tshark` and `chromium`: the tests fail (not skip) without them.
 
+// A failing test is the point of a panic here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,9 +18,8 @@ use bytes::Bytes;
 use rdpdiag::record::{
     self, BundleFile, Chunk, Close, Connect, Leg, Loss, LossReason, Options, Trace,
 };
-use rdpdiag::session::{
-    CloseKind, Direction, Micros, Session, SessionConfig, Side,
-};
+use rdpdiag::relay::tap;
+use rdpdiag::session::{CloseKind, Direction, Micros, Session, SessionConfig, Side};
 
 const C2S: Direction = Direction::ClientToHost;
 const S2C: Direction = Direction::HostToClient;
@@ -30,7 +32,9 @@ fn hex(s: &str) -> Vec<u8> {
 }
 
 fn fixture(path: &str) -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path);
     std::fs::read(&p).unwrap_or_else(|e| panic!("missing fixture {}: {e}", p.display()))
 }
 
@@ -95,7 +99,8 @@ fn trace(
     let client_leg = chunks(client_leg);
     let host_leg = host_leg.map(chunks);
     let fed = host_leg.as_ref().unwrap_or(&client_leg);
-    let mut all: Vec<(Micros, u8, usize)> = fed.iter().enumerate().map(|(i, c)| (c.at, 0, i)).collect();
+    let mut all: Vec<(Micros, u8, usize)> =
+        fed.iter().enumerate().map(|(i, c)| (c.at, 0, i)).collect();
     all.extend(closes.iter().enumerate().map(|(i, c)| (ms(c.0), 1, i)));
     all.sort();
     for (_, kind, i) in all {
@@ -108,7 +113,12 @@ fn trace(
         }
     }
     let events = session.events().to_vec();
-    let bytes = |dir| fed.iter().filter(|c| c.dir == dir).map(|c| c.data.len() as u64).sum();
+    let bytes = |dir| {
+        fed.iter()
+            .filter(|c| c.dir == dir)
+            .map(|c| c.data.len() as u64)
+            .sum()
+    };
     Trace {
         id: 7,
         client: addr(client),
@@ -117,6 +127,7 @@ fn trace(
         host: Some(addr(host)),
         proxy_local: None,
         started_unix_micros: START,
+        started_at: record::rfc3339(START),
         duration: closes.last().map_or(ms(100), |c| ms(c.0)),
         bytes_client_to_host: bytes(C2S),
         bytes_host_to_client: bytes(S2C),
@@ -131,23 +142,10 @@ fn trace(
     }
 }
 
-/// Writes the files like the relay's writer does (mode 0600 for private files).
+/// Writes the bundle with the relay's writer; returns its directory and the files.
 fn write(dir: &Path, trace: &Trace, opts: &Options) -> (PathBuf, Vec<BundleFile>) {
-    let files = record::write_bundle(trace, opts);
-    let bundle = dir.join(record::bundle_dir_name(trace, opts));
-    std::fs::create_dir_all(&bundle).unwrap();
-    for f in &files {
-        let path = bundle.join(f.name);
-        let mut o = std::fs::OpenOptions::new();
-        o.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            o.mode(if f.private { 0o600 } else { 0o644 });
-        }
-        o.open(&path).unwrap().write_all(&f.data).unwrap();
-    }
-    (bundle, files)
+    let bundle = tap::write_bundle_to(dir, trace, opts).unwrap();
+    (bundle, record::write_bundle(trace, opts))
 }
 
 fn tshark(args: &[&str]) -> String {
@@ -181,7 +179,10 @@ fn neg_failure_trace() -> Trace {
         "198.51.100.20:3389",
         vec![(1, C2S, cr("alice.smith", 1)), (3, S2C, cc_failure(5))],
         None,
-        &[(4, Side::Host, CloseKind::Fin), (5, Side::Client, CloseKind::Fin)],
+        &[
+            (4, Side::Host, CloseKind::Fin),
+            (5, Side::Client, CloseKind::Fin),
+        ],
     )
 }
 
@@ -198,49 +199,122 @@ fn negotiation_failure_reads_in_tshark() {
     let names: Vec<&str> = files.iter().map(|f| f.name).collect();
     assert_eq!(
         names,
-        ["capture.pcapng", "events.jsonl", "verdict.json", "report.txt", "report.html"]
+        [
+            "capture.pcapng",
+            "events.jsonl",
+            "verdict.json",
+            "report.txt",
+            "report.html"
+        ]
     );
     let cap = bundle.join("capture.pcapng");
     let cap = cap.to_str().unwrap();
 
     // The X.224 fields, with TPKT on the host's port.
     let out = tshark(&[
-        "-r", cap, "-d", "tcp.port==3389,tpkt", "-Y", "rdp", "-T", "fields",
-        "-e", "ip.src", "-e", "tcp.srcport", "-e", "rdp.negReq.requestedProtocols",
-        "-e", "rdp.negFailure.failureCode", "-e", "rdp.rt_cookie",
+        "-r",
+        cap,
+        "-d",
+        "tcp.port==3389,tpkt",
+        "-Y",
+        "rdp",
+        "-T",
+        "fields",
+        "-e",
+        "ip.src",
+        "-e",
+        "tcp.srcport",
+        "-e",
+        "rdp.negReq.requestedProtocols",
+        "-e",
+        "rdp.negFailure.failureCode",
+        "-e",
+        "rdp.rt_cookie",
     ]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
-    assert!(lines[0].starts_with("192.0.2.10\t50412\t0x00000001\t\t"), "{out}");
+    assert!(
+        lines[0].starts_with("192.0.2.10\t50412\t0x00000001\t\t"),
+        "{out}"
+    );
     assert!(lines[0].contains("alice.smith"), "{out}");
-    assert!(lines[1].starts_with("198.51.100.20\t3389\t\t0x00000005"), "{out}");
+    assert!(
+        lines[1].starts_with("198.51.100.20\t3389\t\t0x00000005"),
+        "{out}"
+    );
 
     // A whole TCP conversation: handshake, both FINs, the last ACK, real times, no analysis
     // warnings (bad sequence numbers would show as tcp.analysis flags).
     let out = tshark(&[
-        "-r", cap, "-T", "fields", "-e", "frame.time_epoch", "-e", "tcp.flags.str",
-        "-e", "tcp.seq", "-e", "tcp.ack", "-e", "tcp.len",
+        "-r",
+        cap,
+        "-T",
+        "fields",
+        "-e",
+        "frame.time_epoch",
+        "-e",
+        "tcp.flags.str",
+        "-e",
+        "tcp.seq",
+        "-e",
+        "tcp.ack",
+        "-e",
+        "tcp.len",
     ]);
     let flags: Vec<&str> = out.lines().map(|l| l.split('\t').nth(1).unwrap()).collect();
     assert_eq!(
         flags,
         [
-            "··········S·", "·······A··S·", "·······A····", "·······AP···",
-            "·······AP···", "·······A···F", "·······A···F", "·······A····"
+            "··········S·",
+            "·······A··S·",
+            "·······A····",
+            "·······AP···",
+            "·······AP···",
+            "·······A···F",
+            "·······A···F",
+            "·······A····"
         ],
         "{out}"
     );
     assert!(out.starts_with("1795290223.000000000"), "{out}");
-    let analysis = tshark(&["-r", cap, "-Y", "tcp.analysis.flags && !tcp.analysis.window_update"]);
+    let analysis = tshark(&[
+        "-r",
+        cap,
+        "-Y",
+        "tcp.analysis.flags && !tcp.analysis.window_update",
+    ]);
     assert_eq!(analysis, "", "tcp analysis complains: {analysis}");
 
     // The evidence is a comment on the packet that carries it, and the section says why.
-    let out = tshark(&["-r", cap, "-Y", "frame.comment", "-T", "fields", "-e", "frame.number", "-e", "frame.comment"]);
+    let out = tshark(&[
+        "-r",
+        cap,
+        "-Y",
+        "frame.comment",
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+        "-e",
+        "frame.comment",
+    ]);
     let comments: Vec<(&str, &str)> = out.lines().map(|l| l.split_once('\t').unwrap()).collect();
     assert_eq!(comments.len(), 4, "{out}");
-    assert!(comments[0].0 == "4" && comments[0].1.contains("RDP_NEG_REQ.requestedProtocols = SSL"), "{out}");
-    assert!(comments[1].0 == "5" && comments[1].1.contains("HYBRID_REQUIRED_BY_SERVER"), "{out}");
-    assert!(comments[2].0 == "6" && comments[2].1.contains("host sent FIN"), "{out}");
+    assert!(
+        comments[0].0 == "4"
+            && comments[0]
+                .1
+                .contains("RDP_NEG_REQ.requestedProtocols = SSL"),
+        "{out}"
+    );
+    assert!(
+        comments[1].0 == "5" && comments[1].1.contains("HYBRID_REQUIRED_BY_SERVER"),
+        "{out}"
+    );
+    assert!(
+        comments[2].0 == "6" && comments[2].1.contains("host sent FIN"),
+        "{out}"
+    );
     let info = tshark(&["-r", cap, "-q", "-z", "io,phs"]);
     assert!(info.contains("tcp"), "{info}");
 
@@ -254,8 +328,18 @@ fn negotiation_failure_reads_in_tshark() {
     let evs: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(evs.len(), t.events.len());
     assert_eq!(header["events"], t.events.len());
-    let cr = evs.iter().find(|e| e["event"] == "connection_request").unwrap();
-    assert_eq!((cr["dir"].as_str(), cr["offset"].as_u64(), cr["phase"].as_str()), (Some("c2s"), Some(0), Some("x224")));
+    let cr = evs
+        .iter()
+        .find(|e| e["event"] == "connection_request")
+        .unwrap();
+    assert_eq!(
+        (
+            cr["dir"].as_str(),
+            cr["offset"].as_u64(),
+            cr["phase"].as_str()
+        ),
+        (Some("c2s"), Some(0), Some("x224"))
+    );
     assert_eq!(cr["at"], 1000);
 
     // verdict.json: the --json object.
@@ -318,13 +402,40 @@ fn corpus_tls_handshake_and_certificate() {
     let cap = bundle.join("capture.pcapng");
     let cap = cap.to_str().unwrap();
     let out = tshark(&[
-        "-r", cap, "-d", "tcp.port==3389,tls", "-Y", "tls.handshake.type", "-T", "fields",
-        "-e", "tls.handshake.type", "-e", "x509sat.printableString", "-e", "x509sat.uTF8String",
+        "-r",
+        cap,
+        "-d",
+        "tcp.port==3389,tls",
+        "-Y",
+        "tls.handshake.type",
+        "-T",
+        "fields",
+        "-e",
+        "tls.handshake.type",
+        "-e",
+        "x509sat.printableString",
+        "-e",
+        "x509sat.uTF8String",
     ]);
-    assert!(out.starts_with("1\t") || out.starts_with("1,"), "no ClientHello: {out}");
-    assert!(out.contains("2,11,14") || out.contains("2,11"), "no ServerHello+Certificate: {out}");
+    assert!(
+        out.starts_with("1\t") || out.starts_with("1,"),
+        "no ClientHello: {out}"
+    );
+    assert!(
+        out.contains("2,11,14") || out.contains("2,11"),
+        "no ServerHello+Certificate: {out}"
+    );
     assert!(out.contains("CLK-456040-D.one.phoenix.gov"), "{out}");
-    let rst = tshark(&["-r", cap, "-Y", "tcp.flags.reset==1", "-T", "fields", "-e", "ip.src"]);
+    let rst = tshark(&[
+        "-r",
+        cap,
+        "-Y",
+        "tcp.flags.reset==1",
+        "-T",
+        "fields",
+        "-e",
+        "ip.src",
+    ]);
     assert_eq!(rst.trim(), "192.0.2.10");
 
     // host-cert.pem: the chain the host sent, as PEM that parses back to the same leaf.
@@ -337,7 +448,10 @@ fn corpus_tls_handshake_and_certificate() {
         .collect();
     let der = base64_decode(&b64);
     let leaf = rdpdiag::wire::x509::summarize(&der).unwrap();
-    assert_eq!(leaf.subject_cn.as_deref(), Some("CLK-456040-D.one.phoenix.gov"));
+    assert_eq!(
+        leaf.subject_cn.as_deref(),
+        Some("CLK-456040-D.one.phoenix.gov")
+    );
     let txt = String::from_utf8(file(&files, "report.txt").data.clone()).unwrap();
     assert!(txt.contains("Host certificate (host-cert.pem)"), "{txt}");
     assert!(txt.contains(&leaf.sha1_fingerprint), "{txt}");
@@ -348,15 +462,43 @@ fn corpus_tls_handshake_and_certificate() {
     let (bundle, _) = write(dir.path(), &t, &Options::default());
     let cap = bundle.join("capture.pcapng");
     let cap = cap.to_str().unwrap();
-    let out = tshark(&["-r", cap, "-Y", "tcp.srcport==3389 && tcp.len>0", "-T", "fields", "-e", "tcp.len"]);
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["19", "1460", "182"], "{out}");
     let out = tshark(&[
-        "-r", cap, "-d", "tcp.port==3389,tls", "-T", "fields", "-e", "tls.handshake.extensions_server_name",
-        "-e", "x509sat.printableString", "-Y", "tls.handshake.type==1 || tls.handshake.type==11",
+        "-r",
+        cap,
+        "-Y",
+        "tcp.srcport==3389 && tcp.len>0",
+        "-T",
+        "fields",
+        "-e",
+        "tcp.len",
     ]);
-    assert!(out.contains("192.168.2.142") && out.contains("OFFICE-WIN10-VM"), "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["19", "1460", "182"],
+        "{out}"
+    );
+    let out = tshark(&[
+        "-r",
+        cap,
+        "-d",
+        "tcp.port==3389,tls",
+        "-T",
+        "fields",
+        "-e",
+        "tls.handshake.extensions_server_name",
+        "-e",
+        "x509sat.printableString",
+        "-Y",
+        "tls.handshake.type==1 || tls.handshake.type==11",
+    ]);
+    assert!(
+        out.contains("192.168.2.142") && out.contains("OFFICE-WIN10-VM"),
+        "{out}"
+    );
 }
 
+// Test-only decoder of trusted PEM text: positions < 64, shifted values masked to a byte.
+#[allow(clippy::cast_possible_truncation)]
 fn base64_decode(s: &str) -> Vec<u8> {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = Vec::new();
@@ -410,7 +552,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -418,7 +565,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -449,8 +601,12 @@ fn tls_session(
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut params = rcgen::CertificateParams::new(vec![host_name.to_owned()]).unwrap();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(rcgen::DnType::CommonName, host_name);
-    params.distinguished_name.push(rcgen::DnType::OrganizationName, "Contoso Pharmaceuticals");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, host_name);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Contoso Pharmaceuticals");
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = params.self_signed(&key).unwrap();
     let versions: &[&rustls::SupportedProtocolVersion] = if tls13 {
@@ -543,7 +699,10 @@ fn tls_with_keys_trace(tls13: bool) -> Trace {
         "198.51.100.20:3389",
         leg,
         None,
-        &[(end, Side::Client, CloseKind::Fin), (end + 1, Side::Host, CloseKind::Fin)],
+        &[
+            (end, Side::Client, CloseKind::Fin),
+            (end + 1, Side::Host, CloseKind::Fin),
+        ],
     );
     t.key_log = Some(keys);
     t
@@ -558,8 +717,18 @@ fn embedded_keys_decrypt_credssp_and_t125() {
         let cap_path = bundle.join("capture.pcapng");
         let cap = cap_path.to_str().unwrap();
         let out = tshark(&[
-            "-r", cap, "-d", "tcp.port==3389,tls", "-T", "fields", "-e", "ntlmssp.messagetype",
-            "-e", "t124.t124Identifier", "-e", "t125.connect_initial_element",
+            "-r",
+            cap,
+            "-d",
+            "tcp.port==3389,tls",
+            "-T",
+            "fields",
+            "-e",
+            "ntlmssp.messagetype",
+            "-e",
+            "t124.t124Identifier",
+            "-e",
+            "t125.connect_initial_element",
         ]);
         assert_eq!(
             out.lines().filter(|l| l.starts_with("0x00000001")).count(),
@@ -567,7 +736,8 @@ fn embedded_keys_decrypt_credssp_and_t125() {
             "tls13={tls13}: no decrypted NTLM NEGOTIATE in CredSSP:\n{out}"
         );
         assert!(
-            out.lines().any(|l| l.split('\t').skip(1).any(|f| !f.is_empty())),
+            out.lines()
+                .any(|l| l.split('\t').skip(1).any(|f| !f.is_empty())),
             "tls13={tls13}: no decrypted T.125:\n{out}"
         );
         // Without the file's secrets nothing decrypts: the keys came from the DSB alone.
@@ -577,7 +747,14 @@ fn embedded_keys_decrypt_credssp_and_t125() {
             .status()
             .expect("editcap (Debian package wireshark-common, pulled in by tshark)");
         assert!(st.success());
-        let out = tshark(&["-r", stripped.to_str().unwrap(), "-d", "tcp.port==3389,tls", "-Y", "ntlmssp"]);
+        let out = tshark(&[
+            "-r",
+            stripped.to_str().unwrap(),
+            "-d",
+            "tcp.port==3389,tls",
+            "-Y",
+            "ntlmssp",
+        ]);
         assert_eq!(out, "");
 
         // The key-bearing file is private; the others are not.
@@ -587,21 +764,33 @@ fn embedded_keys_decrypt_credssp_and_t125() {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&cap_path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "capture.pcapng with keys must be 0600");
-            let mode = std::fs::metadata(bundle.join("report.txt")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(bundle.join("report.txt"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o077, 0o044);
         }
         let txt = String::from_utf8(file(&files, "report.txt").data.clone()).unwrap();
-        assert!(txt.contains("SECRETS: capture.pcapng embeds the TLS session keys"), "{txt}");
+        assert!(
+            txt.contains("SECRETS: capture.pcapng embeds the TLS session keys"),
+            "{txt}"
+        );
         assert!(txt.contains("CredSSP"), "{txt}");
 
         // --no-secrets: no Decryption Secrets Block, an ordinary file.
-        let opts = Options { redact: false, secrets: false };
+        let opts = Options {
+            redact: false,
+            secrets: false,
+        };
         let files = record::write_bundle(&t, &opts);
         let cap = file(&files, "capture.pcapng");
         assert!(!cap.private);
         assert!(!contains(&cap.data, b"CLIENT_RANDOM") && !contains(&cap.data, b"TRAFFIC_SECRET"));
         let txt = String::from_utf8(file(&files, "report.txt").data.clone()).unwrap();
-        assert!(txt.contains("a TLS key log was available but is not written"), "{txt}");
+        assert!(
+            txt.contains("a TLS key log was available but is not written"),
+            "{txt}"
+        );
     }
 }
 
@@ -622,7 +811,10 @@ fn two_legs_two_interfaces_both_decrypt() {
         "198.51.100.20:3389",
         client_leg,
         Some(host_leg),
-        &[(500, Side::Client, CloseKind::Fin), (501, Side::Host, CloseKind::Fin)],
+        &[
+            (500, Side::Client, CloseKind::Fin),
+            (501, Side::Host, CloseKind::Fin),
+        ],
     );
     t.proxy_local = Some(addr("192.0.2.1:61000"));
     t.key_log = Some(client_keys + &host_keys);
@@ -631,8 +823,20 @@ fn two_legs_two_interfaces_both_decrypt() {
     let cap = bundle.join("capture.pcapng");
     let cap = cap.to_str().unwrap();
     let out = tshark(&[
-        "-r", cap, "-d", "tcp.port==3389,tls", "-Y", "ntlmssp", "-T", "fields",
-        "-e", "frame.interface_id", "-e", "ip.src", "-e", "ip.dst",
+        "-r",
+        cap,
+        "-d",
+        "tcp.port==3389,tls",
+        "-Y",
+        "ntlmssp",
+        "-T",
+        "fields",
+        "-e",
+        "frame.interface_id",
+        "-e",
+        "ip.src",
+        "-e",
+        "ip.dst",
     ]);
     let mut lines: Vec<&str> = out.lines().collect();
     lines.sort();
@@ -646,21 +850,49 @@ fn two_legs_two_interfaces_both_decrypt() {
         ],
         "{out}"
     );
-    let ifaces = tshark(&["-r", cap, "-T", "fields", "-e", "frame.interface_description", "-Y", "tcp.flags.syn==1 && tcp.flags.ack==0"]);
-    assert!(ifaces.contains("client leg") && ifaces.contains("host leg"), "{ifaces}");
+    let ifaces = tshark(&[
+        "-r",
+        cap,
+        "-T",
+        "fields",
+        "-e",
+        "frame.interface_description",
+        "-Y",
+        "tcp.flags.syn==1 && tcp.flags.ack==0",
+    ]);
+    assert!(
+        ifaces.contains("client leg") && ifaces.contains("host leg"),
+        "{ifaces}"
+    );
     // Direction flags: inbound from the client on the client leg, from the host on the host leg.
-    let dirs = tshark(&["-r", cap, "-T", "fields", "-e", "ip.src", "-e", "frame.packet_flags_direction", "-Y", "tcp.len>0"]);
+    let dirs = tshark(&[
+        "-r",
+        cap,
+        "-T",
+        "fields",
+        "-e",
+        "ip.src",
+        "-e",
+        "frame.packet_flags_direction",
+        "-Y",
+        "tcp.len>0",
+    ]);
     for l in dirs.lines() {
         let (src, d) = l.split_once('\t').unwrap();
         let inbound = src == "192.0.2.10" || src == "198.51.100.20";
-        assert_eq!(d, if inbound { "0x00000001" } else { "0x00000002" }, "{dirs}");
+        assert_eq!(
+            d,
+            if inbound { "0x00000001" } else { "0x00000002" },
+            "{dirs}"
+        );
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn utf16le(s: &str) -> Vec<u8> {
@@ -695,13 +927,23 @@ fn redacted_bundles_hold_no_original_name_or_address() {
         len: 3000,
         reason: LossReason::QueueFull,
     });
-    assert!(mcs.verdict.facts.client_name.is_some(), "{:?}", mcs.verdict.facts);
-    let opts = Options { redact: true, secrets: true };
+    assert!(
+        mcs.verdict.facts.client_name.is_some(),
+        "{:?}",
+        mcs.verdict.facts
+    );
+    let opts = Options {
+        redact: true,
+        secrets: true,
+    };
     for t in [t, ndpi, mcs] {
         let names: Vec<String> = {
             let certs = record::host_certificates(&t);
             let r = record::redactor_for(&t, &certs);
-            r.names().iter().map(|(_, original, _)| original.clone()).collect()
+            r.names()
+                .iter()
+                .map(|(_, original, _)| original.clone())
+                .collect()
         };
         assert!(names.iter().any(|n| n == "alice.smith"), "{names:?}");
         let mut originals: Vec<Vec<u8>> = vec![
@@ -731,7 +973,11 @@ fn redacted_bundles_hold_no_original_name_or_address() {
                     String::from_utf8_lossy(o)
                 );
             }
-            assert!(!contains(&f.data, b"CLIENT_RANDOM"), "{} holds the key log", f.name);
+            assert!(
+                !contains(&f.data, b"CLIENT_RANDOM"),
+                "{} holds the key log",
+                f.name
+            );
         }
         // Consistent tokens: the cookie's user is user-1 everywhere.
         let txt = String::from_utf8(file(&files, "report.txt").data.clone()).unwrap();
@@ -739,13 +985,33 @@ fn redacted_bundles_hold_no_original_name_or_address() {
         assert!(txt.contains("Redacted:"), "{txt}");
         let cap = bundle.join("capture.pcapng");
         let out = tshark(&[
-            "-r", cap.to_str().unwrap(), "-d", "tcp.port==3389,tpkt", "-Y", "rdp.rt_cookie",
-            "-T", "fields", "-e", "ip.src", "-e", "rdp.rt_cookie",
+            "-r",
+            cap.to_str().unwrap(),
+            "-d",
+            "tcp.port==3389,tpkt",
+            "-Y",
+            "rdp.rt_cookie",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "rdp.rt_cookie",
         ]);
-        assert_eq!(out.trim(), "10.255.0.1\tCookie: mstshash=user-1-----", "{out}");
+        assert_eq!(
+            out.trim(),
+            "10.255.0.1\tCookie: mstshash=user-1-----",
+            "{out}"
+        );
         let jsonl = String::from_utf8(file(&files, "events.jsonl").data.clone()).unwrap();
         assert!(jsonl.contains("\"cookie\":\"user-1\""), "{jsonl}");
-        assert!(jsonl.lines().next().unwrap().contains("\"client\":\"10.255.0.1:50412\""));
+        assert!(
+            jsonl
+                .lines()
+                .next()
+                .unwrap()
+                .contains("\"client\":\"10.255.0.1:50412\"")
+        );
         // Still valid JSON everywhere.
         for l in jsonl.lines() {
             serde_json::from_str::<serde_json::Value>(l).unwrap();
@@ -775,20 +1041,42 @@ fn chromium_dom(html: &Path) -> String {
         .unwrap_or_else(|e| {
             panic!("chromium is needed to render report.html (Debian package `chromium`): {e}")
         });
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
 fn report_html_renders_in_chromium() {
     for (t, expect) in [
-        (neg_failure_trace(), vec!["X.224 Connection Request", "RDP_NEG_FAILURE", "nego.hybrid_required_by_server"]),
-        (tls_with_keys_trace(false), vec!["TLS ClientHello", "TLS Certificate", "CredSSP", "Host certificate"]),
+        (
+            neg_failure_trace(),
+            vec![
+                "X.224 Connection Request",
+                "RDP_NEG_FAILURE",
+                "nego.hybrid_required_by_server",
+            ],
+        ),
+        (
+            tls_with_keys_trace(false),
+            vec![
+                "TLS ClientHello",
+                "TLS Certificate",
+                "CredSSP",
+                "Host certificate",
+            ],
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let (bundle, files) = write(dir.path(), &t, &Options::default());
         let html = String::from_utf8(file(&files, "report.html").data.clone()).unwrap();
-        assert!(!html.contains("http://") && !html.contains("https://"), "external reference");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "external reference"
+        );
         assert!(!html.contains("<script"), "a script");
         let dom = chromium_dom(&bundle.join("report.html"));
         for needle in [
@@ -808,7 +1096,10 @@ fn report_html_renders_in_chromium() {
             assert!(dom.contains(needle), "the rendered page lacks {needle:?}");
         }
         if t.verdict.cause != "healthy" {
-            assert!(dom.contains("class=\"row failure\""), "no failure point in the ladder");
+            assert!(
+                dom.contains("class=\"row failure\""),
+                "no failure point in the ladder"
+            );
         }
         // The page rendered the SVG as SVG (an element with a viewBox, not escaped text).
         assert!(dom.contains("viewBox=\"0 0 960"));
@@ -841,18 +1132,43 @@ fn losses_are_said_in_every_file() {
     server.data = server.data.slice(500..);
     let files = record::write_bundle(&t, &Options::default());
     let txt = String::from_utf8(file(&files, "report.txt").data.clone()).unwrap();
-    assert!(txt.contains("NOT RECORDED: 500 B S->C on the client leg from offset 19"), "{txt}");
+    assert!(
+        txt.contains("NOT RECORDED: 500 B S->C on the client leg from offset 19"),
+        "{txt}"
+    );
     let jsonl = String::from_utf8(file(&files, "events.jsonl").data.clone()).unwrap();
-    assert!(jsonl.lines().next().unwrap().contains("\"reason\":\"queue_full\""));
+    assert!(
+        jsonl
+            .lines()
+            .next()
+            .unwrap()
+            .contains("\"reason\":\"queue_full\"")
+    );
     let dir = tempfile::tempdir().unwrap();
     let (bundle, _) = write(dir.path(), &t, &Options::default());
     let out = tshark(&[
-        "-r", bundle.join("capture.pcapng").to_str().unwrap(), "-Y",
-        "tcp.analysis.lost_segment", "-T", "fields", "-e", "frame.comment",
+        "-r",
+        bundle.join("capture.pcapng").to_str().unwrap(),
+        "-Y",
+        "tcp.analysis.lost_segment",
+        "-T",
+        "fields",
+        "-e",
+        "frame.comment",
     ]);
     let all = tshark(&[
-        "-r", bundle.join("capture.pcapng").to_str().unwrap(), "-T", "fields", "-e", "tcp.seq",
-        "-e", "tcp.len", "-e", "tcp.analysis.flags", "-e", "frame.comment",
+        "-r",
+        bundle.join("capture.pcapng").to_str().unwrap(),
+        "-T",
+        "fields",
+        "-e",
+        "tcp.seq",
+        "-e",
+        "tcp.len",
+        "-e",
+        "tcp.analysis.flags",
+        "-e",
+        "frame.comment",
     ]);
     assert!(out.contains("500 bytes S->C not recorded"), "{out}\n{all}");
 }
@@ -870,11 +1186,16 @@ fn connect_refused_shows_syn_and_rst() {
         host: Some(addr("198.51.100.20:3389")),
         proxy_local: None,
         started_unix_micros: START,
+        started_at: record::rfc3339(START),
         duration: ms(2),
         client_leg: Vec::new(),
         host_leg: None,
         connect: record::connect_from_events(&events),
-        closes: vec![Close { at: ms(2), side: Side::Proxy, kind: CloseKind::Rst }],
+        closes: vec![Close {
+            at: ms(2),
+            side: Side::Proxy,
+            kind: CloseKind::Rst,
+        }],
         losses: Vec::new(),
         key_log: None,
         verdict: session.verdict(),
@@ -886,8 +1207,18 @@ fn connect_refused_shows_syn_and_rst() {
     let dir = tempfile::tempdir().unwrap();
     let (bundle, _) = write(dir.path(), &t, &Options::default());
     let out = tshark(&[
-        "-r", bundle.join("capture.pcapng").to_str().unwrap(), "-T", "fields",
-        "-e", "frame.interface_id", "-e", "ip.src", "-e", "tcp.flags.str", "-e", "frame.comment",
+        "-r",
+        bundle.join("capture.pcapng").to_str().unwrap(),
+        "-T",
+        "fields",
+        "-e",
+        "frame.interface_id",
+        "-e",
+        "ip.src",
+        "-e",
+        "tcp.flags.str",
+        "-e",
+        "frame.comment",
     ]);
     let lines: Vec<&str> = out.lines().collect();
     // Client leg: accepted, then reset by rdpdiag; host leg: SYN, RST-ACK.
@@ -895,4 +1226,186 @@ fn connect_refused_shows_syn_and_rst() {
     assert!(out.contains("1\t198.51.100.20\t·······A·R··"), "{out}");
     assert!(out.contains("rdpdiag: connection refused"), "{out}");
     assert!(out.contains("0\t127.0.0.1\t·······A·R··"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through the real proxy: simulated host ← relay::Proxy with --record ← simulated client.
+
+/// Runs a scenario of the sim table through a recording proxy; returns the proxy's report and
+/// the bundle's directory.
+async fn record_scenario(
+    name: &str,
+    options: Options,
+    limit: Option<u64>,
+) -> (
+    rdpdiag::report::ConnectionReport,
+    PathBuf,
+    tempfile::TempDir,
+) {
+    use rdpdiag::relay::{Proxy, ProxyConfig};
+    use rdpdiag::sim::{client, host, scenarios};
+    let s = scenarios::by_name(name).unwrap_or_else(|| panic!("no scenario {name}"));
+    let mut host_cfg = s.host.clone();
+    host_cfg.max_connections = Some(1);
+    let (target, host_task) = host::spawn(host_cfg).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut record_cfg = tap::RecordConfig::new(dir.path(), options);
+    record_cfg.limit = limit.unwrap_or(record_cfg.limit);
+    let mut cfg = ProxyConfig::new(addr("127.0.0.1:0"), target.to_string());
+    cfg.max_connections = Some(1);
+    cfg.record = Some(record_cfg.clone());
+    cfg.session.now_unix = Some(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+    );
+    let proxy = Proxy::bind(cfg).await.unwrap();
+    let proxy_addr = proxy.local_addr();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let running = tokio::spawn(proxy.run(tx, std::future::pending()));
+    let _client = client::run(s.client.clone(), proxy_addr).await;
+    let report = rx.recv().await.expect("a report");
+    running.await.unwrap().unwrap();
+    record_cfg.flush().await;
+    host_task.abort();
+    let mut bundles: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(bundles.len(), 1, "{bundles:?}");
+    (report, bundles.remove(0), dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_records_what_it_relays() {
+    let (report, bundle, _dir) =
+        record_scenario("cert-expired-tls12", Options::default(), None).await;
+    assert_eq!(
+        report.verdict.cause, "tls.client_rejected_certificate",
+        "{report:?}"
+    );
+    let port = report
+        .host_addr
+        .as_ref()
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_owned();
+    // verdict.json is exactly what --json prints.
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("verdict.json")).unwrap()).unwrap();
+    assert_eq!(v, serde_json::to_value(&report).unwrap());
+    // Every event, in order.
+    let events = std::fs::read_to_string(bundle.join("events.jsonl")).unwrap();
+    assert_eq!(events.lines().count(), report.events.len() + 1);
+    assert!(bundle.join("host-cert.pem").exists());
+    // What crossed the relay, byte for byte: the capture's payload totals are the relay's counts.
+    let cap = bundle.join("capture.pcapng");
+    let cap = cap.to_str().unwrap();
+    let out = tshark(&[
+        "-r",
+        cap,
+        "-T",
+        "fields",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "tcp.len",
+    ]);
+    let (mut c2s, mut s2c) = (0u64, 0u64);
+    for l in out.lines() {
+        let (dport, len) = l.split_once('\t').unwrap();
+        let len: u64 = len.parse().unwrap();
+        if dport == port {
+            c2s += len
+        } else {
+            s2c += len
+        }
+    }
+    assert_eq!(
+        (c2s, s2c),
+        (report.bytes_client_to_host, report.bytes_host_to_client)
+    );
+    let out = tshark(&[
+        "-r",
+        cap,
+        "-d",
+        &format!("tcp.port=={port},tls"),
+        "-Y",
+        "tls.handshake.type==11 || tls.alert_message",
+        "-T",
+        "fields",
+        "-e",
+        "tls.handshake.type",
+        "-e",
+        "tls.alert_message.desc",
+    ]);
+    assert!(out.contains("11"), "no Certificate: {out}");
+    assert!(
+        out.lines().count() >= 2,
+        "no alert after the certificate: {out}"
+    );
+    let dom = chromium_dom(&bundle.join("report.html"));
+    assert!(dom.contains("tls.client_rejected_certificate") && dom.contains("<svg"));
+}
+
+/// A healthy session's bulk traffic is recorded up to the limit, then counted: the bundle
+/// says how much is missing, and the relay delivered every byte anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_traffic_past_the_limit_is_counted_not_recorded() {
+    let (report, bundle, _dir) =
+        record_scenario("healthy-nla", Options::default(), Some(2000)).await;
+    assert_eq!(report.verdict.cause, "healthy", "{report:?}");
+    let header: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(bundle.join("events.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let losses = header["losses"].as_array().unwrap();
+    assert!(!losses.is_empty(), "{header}");
+    assert!(losses.iter().all(|l| l["reason"] == "record_limit"));
+    let lost: u64 = losses.iter().map(|l| l["len"].as_u64().unwrap()).sum();
+    let cap = bundle.join("capture.pcapng");
+    let out = tshark(&["-r", cap.to_str().unwrap(), "-T", "fields", "-e", "tcp.len"]);
+    let recorded: u64 = out.lines().map(|l| l.parse::<u64>().unwrap()).sum();
+    assert_eq!(
+        recorded + lost,
+        report.bytes_client_to_host + report.bytes_host_to_client,
+        "recorded {recorded} + lost {lost}"
+    );
+    let txt = std::fs::read_to_string(bundle.join("report.txt")).unwrap();
+    assert!(txt.contains("past the recording limit"), "{txt}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redacted_recording_through_the_proxy() {
+    let (report, bundle, _dir) = record_scenario(
+        "nego-hybrid-required",
+        Options {
+            redact: true,
+            secrets: false,
+        },
+        None,
+    )
+    .await;
+    let cookie = report
+        .verdict
+        .facts
+        .cookie
+        .clone()
+        .expect("the sim client sends a cookie");
+    for f in std::fs::read_dir(&bundle).unwrap() {
+        let f = f.unwrap().path();
+        let data = std::fs::read(&f).unwrap();
+        assert!(
+            !contains(&data, cookie.as_bytes()),
+            "{} holds the cookie {cookie}",
+            f.display()
+        );
+    }
 }

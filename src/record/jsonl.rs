@@ -56,7 +56,7 @@ pub fn events(b: &Bundle<'_>) -> Vec<u8> {
         target: &t.target,
         host: t.host.map(|h| h.to_string()),
         proxy_local: t.proxy_local.map(|h| h.to_string()),
-        started_at: t.started_at(),
+        started_at: t.started_at.clone(),
         started_unix_micros: t.started_unix_micros,
         duration_us: t.duration.0,
         legs: if t.legs_differ() { "different" } else { "same" },

@@ -28,6 +28,7 @@ use core::net::SocketAddr;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::report::ConnectionReport;
 use crate::session::{
     CloseKind, ConnectFailure, Direction, Event, EventKind, Micros, Side, Verdict,
 };
@@ -82,8 +83,13 @@ pub struct Close {
 pub enum Connect {
     /// Not known (a trace built from a capture, or the client gave up first).
     Unknown,
-    Connected { at: Micros },
-    Failed { at: Micros, failure: ConnectFailure },
+    Connected {
+        at: Micros,
+    },
+    Failed {
+        at: Micros,
+        failure: ConnectFailure,
+    },
 }
 
 /// Why bytes are missing from the trace.
@@ -126,6 +132,9 @@ pub struct Trace {
     pub proxy_local: Option<SocketAddr>,
     /// When the client connection was accepted, unix microseconds (UTC).
     pub started_unix_micros: i64,
+    /// The same instant as the proxy reported it (`started_at` of `--json`, RFC 3339); see
+    /// [`rfc3339`].
+    pub started_at: String,
     /// From accept to the end of the last direction.
     pub duration: Micros,
     /// What crossed the client leg, in order.
@@ -167,11 +176,6 @@ impl Trace {
             out.extend_from_slice(&c.data);
         }
         out
-    }
-
-    /// RFC 3339 start time (the `started_at` of `--json`).
-    pub fn started_at(&self) -> String {
-        rfc3339(self.started_unix_micros)
     }
 }
 
@@ -354,55 +358,42 @@ pub fn bundle_dir_name(trace: &Trace, opts: &Options) -> String {
         trace.client.ip()
     };
     let ip = ip.to_string().replace(':', "-");
-    let stamp = time::OffsetDateTime::from_unix_timestamp(
-        trace.started_unix_micros.div_euclid(1_000_000),
-    )
-    .ok()
-    .and_then(|t| {
-        t.format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .ok()
-    })
-    .unwrap_or_else(|| "19700101T000000Z".to_owned());
+    let stamp =
+        time::OffsetDateTime::from_unix_timestamp(trace.started_unix_micros.div_euclid(1_000_000))
+            .ok()
+            .and_then(|t| {
+                t.format(time::macros::format_description!(
+                    "[year][month][day]T[hour][minute][second]Z"
+                ))
+                .ok()
+            })
+            .unwrap_or_else(|| "19700101T000000Z".to_owned());
     format!("{stamp}-{ip}_{}-{}", trace.client.port(), trace.id)
 }
 
-/// `verdict.json`: the connection's transport facts with the verdict's fields beside them,
-/// the object `proxy --json` prints.
-#[derive(Debug, Serialize)]
-pub struct VerdictJson<'a> {
-    pub id: u64,
-    pub client: String,
-    pub target: String,
-    pub host_addr: Option<String>,
-    pub started_at: String,
-    pub duration_ms: u64,
-    pub bytes_client_to_host: u64,
-    pub bytes_host_to_client: u64,
-    #[serde(flatten)]
-    pub verdict: &'a Verdict,
-}
-
-impl<'a> VerdictJson<'a> {
-    pub fn new(t: &'a Trace) -> Self {
-        Self {
-            id: t.id,
-            client: t.client.to_string(),
-            target: t.target.clone(),
-            host_addr: t.host.map(|h| h.to_string()),
-            started_at: t.started_at(),
-            duration_ms: t.duration.0 / 1000,
-            bytes_client_to_host: t.bytes_client_to_host,
-            bytes_host_to_client: t.bytes_host_to_client,
-            verdict: &t.verdict,
+impl Trace {
+    /// The connection's report as `proxy --json` prints it (events not included).
+    pub fn connection_report(&self) -> ConnectionReport {
+        ConnectionReport {
+            id: self.id,
+            client: self.client.to_string(),
+            target: self.target.clone(),
+            host_addr: self.host.map(|h| h.to_string()),
+            started_at: self.started_at.clone(),
+            duration_ms: self.duration.0 / 1000,
+            bytes_client_to_host: self.bytes_client_to_host,
+            bytes_host_to_client: self.bytes_host_to_client,
+            verdict: self.verdict.clone(),
+            events: Vec::new(),
         }
     }
 }
 
+/// `verdict.json`: the object `proxy --json` prints, pretty.
 fn verdict_json(b: &Bundle<'_>) -> Vec<u8> {
-    let json = serde_json::to_string_pretty(&VerdictJson::new(b.trace))
-        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let json = serde_json::to_string_pretty(&b.trace.connection_report()).unwrap_or_else(|e| {
+        serde_json::json!({ "error": format!("unserializable: {e}") }).to_string()
+    });
     let mut out = b.redactor.text(&json).into_bytes();
     out.push(b'\n');
     out
@@ -433,8 +424,7 @@ fn pem(label: &str, der: &[u8]) -> String {
 }
 
 fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let sym = |v: u32| -> char {
         let i = usize::try_from(v & 63).unwrap_or(0);
         ALPHABET.get(i).map_or('A', |&b| char::from(b))
@@ -451,8 +441,8 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
-/// RFC 3339 UTC with microseconds.
-fn rfc3339(unix_micros: i64) -> String {
+/// RFC 3339 UTC with microseconds, for [`Trace::started_at`].
+pub fn rfc3339(unix_micros: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_micros) * 1000)
         .ok()
         .and_then(|t| {
@@ -492,7 +482,8 @@ pub fn host_certificates(trace: &Trace) -> Vec<Vec<u8>> {
                     for msg in reassembler
                         .push(fragment, offset.saturating_add(5))
                         .into_iter()
-                        .flatten() {
+                        .flatten()
+                    {
                         if msg.msg_type == tls::handshake_type::CERTIFICATE {
                             return tls::parse_certificate(&msg.body, false).unwrap_or_default();
                         }
@@ -558,9 +549,14 @@ const PERSONAL_KEYS: &[(&str, NameKind)] = &[
 /// (cookie, SNI, GCC client name, NTLM names, certificate names), names in the certificates.
 pub fn redactor_for(trace: &Trace, certs: &[Vec<u8>]) -> Redactor {
     let mut b = RedactorBuilder::new();
-    for addr in [Some(trace.client), Some(trace.listen), trace.host, trace.proxy_local]
-        .into_iter()
-        .flatten()
+    for addr in [
+        Some(trace.client),
+        Some(trace.listen),
+        trace.host,
+        trace.proxy_local,
+    ]
+    .into_iter()
+    .flatten()
     {
         b.add_ip(addr.ip());
     }
@@ -702,8 +698,7 @@ fn personal_data(trace: &Trace, certs: &[Vec<u8>]) -> Vec<String> {
     out.push(format!("the target as given ({})", trace.target));
     if !certs.is_empty() {
         out.push(
-            "certificate subject, issuer and alternative names (host and domain names)"
-                .to_owned(),
+            "certificate subject, issuer and alternative names (host and domain names)".to_owned(),
         );
     }
     out
@@ -773,9 +768,7 @@ pub fn event_label(e: &Event) -> String {
         }
         EventKind::TlsHandshake { message } => format!("TLS {message}"),
         EventKind::TlsChangeCipherSpec => "TLS ChangeCipherSpec".to_owned(),
-        EventKind::TlsAlert {
-            level, name, ..
-        } => {
+        EventKind::TlsAlert { level, name, .. } => {
             let level = if *level == 2 { "fatal" } else { "warning" };
             format!("TLS Alert {level} {name}")
         }
@@ -808,10 +801,9 @@ pub fn event_label(e: &Event) -> String {
                     .unwrap_or_default();
                 format!("MCS Connect-Initial{name}")
             }
-            mcs::McsPdu::ConnectResponse(cr) => format!(
-                "MCS Connect-Response ({})",
-                mcs::result_name(cr.result)
-            ),
+            mcs::McsPdu::ConnectResponse(cr) => {
+                format!("MCS Connect-Response ({})", mcs::result_name(cr.result))
+            }
             other => format!("MCS {}", other.name()),
         },
         EventKind::Malformed { error } => format!("malformed: {error}"),
@@ -880,16 +872,17 @@ pub fn failure_event(trace: &Trace) -> Option<usize> {
             events
                 .iter()
                 .enumerate()
-                .filter(|(_, e)| e.dir == Some(d) && e.offset.is_some_and(|eo| eo <= o) && is_pdu(e))
+                .filter(|(_, e)| {
+                    e.dir == Some(d) && e.offset.is_some_and(|eo| eo <= o) && is_pdu(e)
+                })
                 .max_by_key(|(_, e)| e.offset)
                 .map(|(i, _)| i)
         })
         .collect();
     let failure_kind = |e: &Event| match &e.kind {
-        EventKind::ConnectionConfirm { pdu, .. } => matches!(
-            pdu.neg,
-            Some(crate::wire::x224::NegData::Failure { .. })
-        ),
+        EventKind::ConnectionConfirm { pdu, .. } => {
+            matches!(pdu.neg, Some(crate::wire::x224::NegData::Failure { .. }))
+        }
         EventKind::Mcs { pdu } => {
             matches!(pdu, mcs::McsPdu::DisconnectProviderUltimatum { .. })
         }

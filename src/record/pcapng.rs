@@ -360,7 +360,10 @@ pub fn capture(trace: &Trace, redactor: &Redactor, secrets: bool) -> Result<Capt
                     ),
                 )),
             ),
-            text_option(OptionCode::ShbUserAppl, &format!("rdpdiag {}", env!("CARGO_PKG_VERSION"))),
+            text_option(
+                OptionCode::ShbUserAppl,
+                &format!("rdpdiag {}", env!("CARGO_PKG_VERSION")),
+            ),
         ],
         block_len2: 0,
     };
@@ -403,7 +406,11 @@ pub fn capture(trace: &Trace, redactor: &Redactor, secrets: bool) -> Result<Capt
             code: EPB_FLAGS,
             len: 4,
             // Bits 0-1: 01 inbound, 10 outbound.
-            value: Cow::Owned(u32::from(if p.inbound { 1u8 } else { 2 }).to_le_bytes().to_vec()),
+            value: Cow::Owned(
+                u32::from(if p.inbound { 1u8 } else { 2 })
+                    .to_le_bytes()
+                    .to_vec(),
+            ),
         }];
         for c in &p.comments {
             options.push(text_option(OptionCode::Comment, c));
@@ -427,7 +434,10 @@ pub fn capture(trace: &Trace, redactor: &Redactor, secrets: bool) -> Result<Capt
     Ok(Capture {
         data: out,
         packets: packets.len(),
-        interfaces: wires.iter().map(|w| redactor.text(&w.description)).collect(),
+        interfaces: wires
+            .iter()
+            .map(|w| redactor.text(&w.description))
+            .collect(),
     })
 }
 
@@ -506,7 +516,10 @@ fn wires(trace: &Trace) -> Vec<Wire> {
         initiator: trace.client,
         responder: trace.listen,
         name: "client-leg".to_owned(),
-        description: format!("client leg: client {} to rdpdiag {}", trace.client, trace.listen),
+        description: format!(
+            "client leg: client {} to rdpdiag {}",
+            trace.client, trace.listen
+        ),
     }];
     if let Some(host) = host {
         let local = proxy_side(trace, host);
@@ -583,7 +596,9 @@ fn leg_packets(
     }
     for dir in [Direction::ClientToHost, Direction::HostToClient] {
         // Popped from the end: highest offset first in the vector.
-        losses.get_mut(dir).sort_by_key(|l| std::cmp::Reverse(l.offset));
+        losses
+            .get_mut(dir)
+            .sort_by_key(|l| std::cmp::Reverse(l.offset));
     }
     for c in &trace.closes {
         actions.push((c.at, 1, Action::Close(c)));
@@ -644,7 +659,13 @@ fn leg_packets(
                 ConnectFailure::Timeout => "no answer (connect timeout)".to_owned(),
                 ConnectFailure::Other(e) => format!("connect failed: {e}"),
             };
-            emit(&syn, Micros::ZERO, None, None, Some(format!("rdpdiag: {why}")))?;
+            emit(
+                &syn,
+                Micros::ZERO,
+                None,
+                None,
+                Some(format!("rdpdiag: {why}")),
+            )?;
             if *failure == ConnectFailure::Refused {
                 let rst = flow.refuse();
                 emit(&rst, *at, None, Some(Side::Host), None)?;
@@ -698,7 +719,13 @@ fn leg_packets(
         match action {
             Action::Data(c, offset) => {
                 let start_real = *real.get_mut(c.dir);
-                apply_losses(&mut flow, c.dir, Some(start_real), &mut real, &mut pending_comment);
+                apply_losses(
+                    &mut flow,
+                    c.dir,
+                    Some(start_real),
+                    &mut real,
+                    &mut pending_comment,
+                );
                 let stream = stream_of(c.dir);
                 let start = usize::try_from(offset).unwrap_or(usize::MAX);
                 let end = start.saturating_add(c.data.len()).min(stream.len());
@@ -868,11 +895,20 @@ mod tests {
         let mut f = TcpFlow::new(100, 5000);
         let hs = f.handshake();
         let summary: Vec<_> = hs.iter().map(|s| (flags(s), s.seq, s.ack)).collect();
-        assert_eq!(summary, [("S", 100, 0), ("SA", 5000, 101), ("A", 101, 5001)]);
+        assert_eq!(
+            summary,
+            [("S", 100, 0), ("SA", 5000, 101), ("A", 101, 5001)]
+        );
 
         let d = f.data(Peer::Initiator, &Bytes::from(vec![1u8; 3000]));
-        let lens: Vec<_> = d.iter().map(|s| (s.seq, s.payload.len(), s.flags.psh)).collect();
-        assert_eq!(lens, [(101, 1460, false), (1561, 1460, false), (3021, 80, true)]);
+        let lens: Vec<_> = d
+            .iter()
+            .map(|s| (s.seq, s.payload.len(), s.flags.psh))
+            .collect();
+        assert_eq!(
+            lens,
+            [(101, 1460, false), (1561, 1460, false), (3021, 80, true)]
+        );
         assert!(d.iter().all(|s| s.ack == 5001 && s.flags.ack));
 
         let r = f.data(Peer::Responder, &Bytes::from_static(b"hello"));

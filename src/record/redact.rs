@@ -162,7 +162,8 @@ impl RedactorBuilder {
         if let Some((_, _, existing)) = self.names.get(&key) {
             return existing.clone();
         }
-        self.names.insert(key, (kind, value.to_owned(), token.clone()));
+        self.names
+            .insert(key, (kind, value.to_owned(), token.clone()));
         token
     }
 
@@ -240,7 +241,8 @@ impl Redactor {
         }
         let out = self.text.apply(s.as_bytes(), true);
         // Rules replace whole UTF-8 sequences with ASCII, so the result stays UTF-8.
-        String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     /// Same-length replacement in binary data (payload, DER).
@@ -502,7 +504,10 @@ fn utf16be(s: &str) -> Vec<u8> {
 }
 
 fn parse_ip(s: &str) -> Option<IpAddr> {
-    let s = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+    let s = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
     s.parse::<IpAddr>().ok()
 }
 
@@ -547,19 +552,31 @@ mod tests {
         let ip2 = b.add_ip("::ffff:192.0.2.7".parse().unwrap());
         assert_eq!(ip1, ip2);
         assert_eq!(ip1.to_string(), "10.255.0.1");
-        assert_eq!(b.add_ip("198.51.100.1".parse().unwrap()).to_string(), "10.255.0.2");
+        assert_eq!(
+            b.add_ip("198.51.100.1".parse().unwrap()).to_string(),
+            "10.255.0.2"
+        );
         // Loopback is not personal.
-        assert_eq!(b.add_ip("127.0.0.1".parse().unwrap()).to_string(), "127.0.0.1");
+        assert_eq!(
+            b.add_ip("127.0.0.1".parse().unwrap()).to_string(),
+            "127.0.0.1"
+        );
     }
 
     #[test]
     fn dns_names_keep_their_structure() {
         let mut b = RedactorBuilder::new();
-        assert_eq!(b.add(NameKind::Host, "rds01.corp.example"), "host-1.domain-1");
+        assert_eq!(
+            b.add(NameKind::Host, "rds01.corp.example"),
+            "host-1.domain-1"
+        );
         assert_eq!(b.add(NameKind::Host, "rds01"), "host-1");
         assert_eq!(b.add(NameKind::Domain, "CORP.EXAMPLE"), "domain-1");
         assert_eq!(b.add(NameKind::User, "CORP\\alice"), "domain-2\\user-1");
-        assert_eq!(b.add(NameKind::User, "alice@corp.example"), "user-1@domain-1");
+        assert_eq!(
+            b.add(NameKind::User, "alice@corp.example"),
+            "user-1@domain-1"
+        );
         assert_eq!(b.add(NameKind::Host, "*.corp.example"), "*.domain-1");
     }
 
@@ -590,7 +607,10 @@ mod tests {
         let out = r.bytes(&payload);
         assert_eq!(out.len(), payload.len());
         let text = String::from_utf8_lossy(&out);
-        assert!(text.starts_with("Cookie: mstshash=user-1-----\r\n"), "{text}");
+        assert!(
+            text.starts_with("Cookie: mstshash=user-1-----\r\n"),
+            "{text}"
+        );
         assert!(out.windows(10).any(|w| w == utf16le("h2---")));
         assert!(out.windows(10).any(|w| w == utf16be("h1---")));
         assert!(text.ends_with("10.255.00.001"), "{text}");

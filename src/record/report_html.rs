@@ -139,9 +139,7 @@ fn ladder(b: &Bundle<'_>) -> String {
     let txt = |s: &str| escape(&b.redactor.text(s));
     let (rows, hidden) = rows(b);
     let n = u32::try_from(rows.len() + usize::from(hidden > 0)).unwrap_or(u32::MAX);
-    let height = TOP
-        .saturating_add(n.saturating_mul(ROW))
-        .saturating_add(24);
+    let height = TOP.saturating_add(n.saturating_mul(ROW)).saturating_add(24);
     let mut s = String::new();
     // Writing into a String cannot fail: the results are dropped with `ok()`.
     writeln!(
@@ -169,7 +167,11 @@ fn ladder(b: &Bundle<'_>) -> String {
             .map_or(rows.len(), |p| start + p);
         let y = TOP + u32::try_from(start).unwrap_or(0) * ROW - ROW / 2 - 4;
         let h = u32::try_from(end - start).unwrap_or(0) * ROW;
-        let fill = if band.is_multiple_of(2) { "#f3f6fb" } else { "#fbf7ef" };
+        let fill = if band.is_multiple_of(2) {
+            "#f3f6fb"
+        } else {
+            "#fbf7ef"
+        };
         writeln!(
             s,
             "<g class=\"phase\"><rect x=\"0\" y=\"{y}\" width=\"{W}\" height=\"{h}\" fill=\"{fill}\"/>\
@@ -184,9 +186,7 @@ fn ladder(b: &Bundle<'_>) -> String {
     }
 
     // Lanes.
-    let host = t
-        .host
-        .map_or_else(|| t.target.clone(), |h| h.to_string());
+    let host = t.host.map_or_else(|| t.target.clone(), |h| h.to_string());
     for (x, title, addr) in [
         (X_CLIENT, "client", t.client.to_string()),
         (X_PROXY, "rdpdiag", t.listen.to_string()),
@@ -223,7 +223,11 @@ fn ladder(b: &Bundle<'_>) -> String {
             Lane::Proxy => (X_PROXY, X_PROXY),
         };
         let label = txt(&cut(&r.label, MAX_LABEL));
-        let text_class = if r.failure { " class=\"fail-text\"" } else { "" };
+        let text_class = if r.failure {
+            " class=\"fail-text\""
+        } else {
+            ""
+        };
         writeln!(
             s,
             "<g class=\"row{}\"><title>{}</title><text class=\"time\" x=\"{X_TIME}\" y=\"{}\">{}</text>",
@@ -254,7 +258,11 @@ fn ladder(b: &Bundle<'_>) -> String {
             .ok();
             if matches!(r.lane, Lane::ClientToHost | Lane::HostToClient) {
                 // Relayed through rdpdiag.
-                writeln!(s, "<circle cx=\"{X_PROXY}\" cy=\"{y}\" r=\"2.5\" fill=\"#37474f\"/>").ok();
+                writeln!(
+                    s,
+                    "<circle cx=\"{X_PROXY}\" cy=\"{y}\" r=\"2.5\" fill=\"#37474f\"/>"
+                )
+                .ok();
             }
             writeln!(
                 s,
@@ -309,7 +317,7 @@ pub fn render(b: &Bundle<'_>) -> String {
         txt(&t.listen.to_string()),
         txt(&t.host.map_or_else(|| "not connected".to_owned(), |a| a.to_string())),
         txt(&t.target),
-        escape(&t.started_at()),
+        escape(&t.started_at.clone()),
         t.duration.as_secs_f64(),
         t.bytes_client_to_host,
         t.bytes_host_to_client
@@ -443,7 +451,12 @@ pub fn render(b: &Bundle<'_>) -> String {
 
     h.push_str("<section id=\"capture\"><h2>Opening the capture</h2>");
     if let Some(err) = &b.contents.capture_error {
-        writeln!(h, "<p class=\"problem\">capture.pcapng could not be written: {}</p>", txt(err)).ok();
+        writeln!(
+            h,
+            "<p class=\"problem\">capture.pcapng could not be written: {}</p>",
+            txt(err)
+        )
+        .ok();
     } else {
         writeln!(
             h,

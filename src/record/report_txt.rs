@@ -22,14 +22,15 @@ pub fn render(b: &Bundle<'_>) -> String {
         "client {} -> rdpdiag {} -> host {} (target {})",
         t.client,
         t.listen,
-        t.host.map_or_else(|| "not connected".to_owned(), |h| h.to_string()),
+        t.host
+            .map_or_else(|| "not connected".to_owned(), |h| h.to_string()),
         t.target
     )
     .ok();
     writeln!(
         o,
         "started {}, lasted {:.3} s; {} B client->host, {} B host->client",
-        t.started_at(),
+        t.started_at.clone(),
         t.duration.as_secs_f64(),
         t.bytes_client_to_host,
         t.bytes_host_to_client
@@ -44,7 +45,12 @@ pub fn render(b: &Bundle<'_>) -> String {
         (None, Some(kind)) => format!("ended with {}", kind.name()),
         (None, None) => "close not seen".to_owned(),
     };
-    writeln!(o, "  last phase reached: {}; {closed}", v.phase_reached.title()).ok();
+    writeln!(
+        o,
+        "  last phase reached: {}; {closed}",
+        v.phase_reached.title()
+    )
+    .ok();
     if !v.summary.is_empty() {
         let inferred = if v.inferred {
             " (inferred from record sizes and timing)"
@@ -84,7 +90,12 @@ pub fn render(b: &Bundle<'_>) -> String {
             writeln!(o, "  {k}: {val}").ok();
         }
     }
-    list(&mut o, "Likely causes on the Windows side", &v.likely_causes, "-");
+    list(
+        &mut o,
+        "Likely causes on the Windows side",
+        &v.likely_causes,
+        "-",
+    );
     if !v.remedies.is_empty() {
         section(&mut o, "Remedies, in the order to try them");
         for (i, r) in v.remedies.iter().enumerate() {
