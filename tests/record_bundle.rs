@@ -943,9 +943,13 @@ fn redacted_bundles_hold_no_original_name_or_address() {
             r.names()
                 .iter()
                 .map(|(_, original, _)| original.clone())
+                .chain(r.addresses().map(|(ip, _)| ip.to_string()))
                 .collect()
         };
         assert!(names.iter().any(|n| n == "alice.smith"), "{names:?}");
+        if t.verdict.facts.sni.as_deref() == Some("192.168.2.142") {
+            assert!(names.iter().any(|n| n == "192.168.2.142"), "{names:?}");
+        }
         let mut originals: Vec<Vec<u8>> = vec![
             b"alice.smith".to_vec(),
             b"192.0.2.10".to_vec(),
@@ -978,6 +982,22 @@ fn redacted_bundles_hold_no_original_name_or_address() {
                 "{} holds the key log",
                 f.name
             );
+        }
+        // The certificate file is base64: its DER holds no original name either.
+        if let Some(pem) = files.iter().find(|f| f.name == "host-cert.pem") {
+            let text = String::from_utf8(pem.data.clone()).unwrap();
+            let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+            let der = base64_decode(&b64);
+            for o in &originals {
+                assert!(
+                    !contains(&der, o),
+                    "host-cert.pem holds {:?}",
+                    String::from_utf8_lossy(o)
+                );
+            }
+            // Still a certificate, with the tokens in it.
+            let c = rdpdiag::wire::x509::summarize(&der).unwrap();
+            assert!(c.subject.contains("host-"), "{}", c.subject);
         }
         // Consistent tokens: the cookie's user is user-1 everywhere.
         let txt = String::from_utf8(file(&files, "report.txt").data.clone()).unwrap();
@@ -1104,6 +1124,47 @@ fn report_html_renders_in_chromium() {
         // The page rendered the SVG as SVG (an element with a viewBox, not escaped text).
         assert!(dom.contains("viewBox=\"0 0 960"));
     }
+}
+
+#[test]
+fn ipv6_endpoints() {
+    let t = trace(
+        "[2001:db8::10]:50412",
+        "[2001:db8::20]:3389",
+        vec![(1, C2S, cr("alice.smith", 1)), (3, S2C, cc_failure(5))],
+        None,
+        &[(4, Side::Host, CloseKind::Fin)],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, _) = write(dir.path(), &t, &Options::default());
+    assert!(bundle.to_str().unwrap().ends_with("-2001-db8--10_50412-7"));
+    let out = tshark(&[
+        "-r",
+        bundle.join("capture.pcapng").to_str().unwrap(),
+        "-d",
+        "tcp.port==3389,tpkt",
+        "-Y",
+        "rdp",
+        "-T",
+        "fields",
+        "-e",
+        "ipv6.src",
+        "-e",
+        "rdp.negFailure.failureCode",
+    ]);
+    assert_eq!(out, "2001:db8::10\t\n2001:db8::20\t0x00000005\n");
+    let files = record::write_bundle(
+        &t,
+        &Options {
+            redact: true,
+            secrets: false,
+        },
+    );
+    for f in &files {
+        assert!(!contains(&f.data, b"2001:db8::10"), "{}", f.name);
+    }
+    let v: serde_json::Value = serde_json::from_slice(&file(&files, "verdict.json").data).unwrap();
+    assert_eq!(v["client"], "[fd00::ff:1]:50412");
 }
 
 #[test]
