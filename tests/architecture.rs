@@ -1,6 +1,7 @@
 //! The core is sans-IO: `wire`, `session`, `capture`, `record` and `report` never name tokio,
 //! sockets, files or clocks (STYLE.md). Drivers pass bytes and time in.
 
+#![allow(clippy::unwrap_used)] // a test: a failure to read the tree should panic
 use std::path::Path;
 
 const CORE: &[&str] = &[
