@@ -1110,8 +1110,17 @@ impl Session {
         out
     }
 
+    /// The first end of the connection: a TCP close, or an earlier fatal alert / DPU (see
+    /// [`Session::closer`]).
     fn first_close(&self) -> Option<(Side, CloseKind, Micros)> {
-        self.closes.first().copied()
+        let tcp = self.closes.first().copied();
+        match (self.terminating_message(), tcp) {
+            (Some((side, at, kind)), Some((_, _, tcp_at))) if at <= tcp_at => {
+                Some((side, kind, at))
+            }
+            (Some((side, at, kind)), None) => Some((side, kind, at)),
+            (_, tcp) => tcp,
+        }
     }
 
     fn draft(&self, cause: &'static str, outcome: Outcome, summary: String) -> Draft {
