@@ -10,3 +10,6 @@ pub mod wire;
 #[forbid(unsafe_code)]
 #[warn(clippy::indexing_slicing)]
 pub mod session;
+
+#[warn(clippy::indexing_slicing)]
+pub mod probe;
