@@ -11,5 +11,14 @@ pub mod wire;
 #[warn(clippy::indexing_slicing)]
 pub mod session;
 
+#[forbid(unsafe_code)]
+#[warn(clippy::indexing_slicing)]
+pub mod capture;
+
+pub mod cli;
+#[forbid(unsafe_code)]
 #[warn(clippy::indexing_slicing)]
 pub mod probe;
+pub mod relay;
+#[forbid(unsafe_code)]
+pub mod report;
