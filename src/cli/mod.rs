@@ -6,6 +6,7 @@
 //! match arm in [`main`].
 
 pub mod analyze;
+pub mod probe;
 pub mod proxy;
 
 use std::process::ExitCode;
@@ -43,6 +44,8 @@ pub enum Command {
     Proxy(proxy::Args),
     /// Diagnose the RDP connections in a capture file (pcap, pcapng)
     Analyze(analyze::Args),
+    /// Ask an RDP host what it accepts, and which clients it will fail
+    Probe(probe::Args),
 }
 
 /// Exit status for usage errors and failures to start.
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Proxy(args) => proxy::run(args, &cli.global),
         Command::Analyze(args) => analyze::run(args, &cli.global),
+        Command::Probe(args) => probe::run(args, &cli.global),
     };
     result.unwrap_or_else(|e| {
         eprintln!("rdpdiag: {e:#}");

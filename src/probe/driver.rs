@@ -307,12 +307,14 @@ fn session_name(s: &tokio_rustls::client::TlsStream<TcpStream>) -> Option<String
 }
 
 /// The NTLM check; also returns the certificate chain rustls saw.
-async fn ntlm_check(ctx: Ctx, requested: Protocols, now: i64) -> (NtlmReport, Vec<Vec<u8>>) {
+async fn ntlm_check(ctx: Ctx, requested: Protocols) -> (NtlmReport, Vec<Vec<u8>>) {
     let report = match tls_after_nego(&ctx, requested, Protocols::uses_credssp).await {
         Err((outcome, chain)) => (NtlmReport::new(requested, None, outcome), chain),
         Ok((mut s, verifier)) => {
             let session = session_name(&s);
-            let mut d = CredsspDialogue::new(now);
+            // The clock is read when the CHALLENGE is about to be asked for: the skew should
+            // not include the probe's own duration.
+            let mut d = CredsspDialogue::new(unix_now());
             converse(&mut s, &mut d, ctx.timeout).await;
             s.shutdown().await.ok();
             (
@@ -424,7 +426,7 @@ pub async fn run(target: &Target, opts: &ProbeOptions) -> ProbeReport {
     if let Some(req) = summary.nla_request {
         let c = ctx.clone();
         jobs.push(Box::pin(async move {
-            Out::Ntlm(Box::new(ntlm_check(c, req, now).await))
+            Out::Ntlm(Box::new(ntlm_check(c, req).await))
         }));
     }
     if let Some(req) = summary.rdp_request {

@@ -499,11 +499,11 @@ mod tests {
                 .into_iter()
                 .chain([0x55; 32])
                 .collect::<Vec<u8>>();
-            b.extend((ext.len() as u16).to_be_bytes());
+            b.extend(u16::try_from(ext.len()).unwrap().to_be_bytes());
             b.extend(ext);
         }
         let mut m = vec![2];
-        m.extend(&(b.len() as u32).to_be_bytes()[1..]);
+        m.extend(&u32::try_from(b.len()).unwrap().to_be_bytes()[1..]);
         m.extend(b);
         m
     }
@@ -511,20 +511,20 @@ mod tests {
     fn record(ty: u8, version: u16, frag: &[u8]) -> Vec<u8> {
         let mut r = vec![ty];
         r.extend(version.to_be_bytes());
-        r.extend((frag.len() as u16).to_be_bytes());
+        r.extend(u16::try_from(frag.len()).unwrap().to_be_bytes());
         r.extend(frag);
         r
     }
 
     fn certificate_msg(der: &[u8]) -> Vec<u8> {
         let mut list: Vec<u8> = Vec::new();
-        list.extend(&(der.len() as u32).to_be_bytes()[1..]);
+        list.extend(&u32::try_from(der.len()).unwrap().to_be_bytes()[1..]);
         list.extend(der);
         let mut body = Vec::new();
-        body.extend(&(list.len() as u32).to_be_bytes()[1..]);
+        body.extend(&u32::try_from(list.len()).unwrap().to_be_bytes()[1..]);
         body.extend(list);
         let mut m = vec![11];
-        m.extend(&(body.len() as u32).to_be_bytes()[1..]);
+        m.extend(&u32::try_from(body.len()).unwrap().to_be_bytes()[1..]);
         m.extend(body);
         m
     }

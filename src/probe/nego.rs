@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{Dialogue, End, Step};
 use crate::session::ConnectFailure;
 use crate::wire::x224::{self, FailureCode, NegData, Protocols, X224Pdu};
-use crate::wire::{DecodeError, tpkt};
+use crate::wire::{DecodeError, mcs, tpkt};
 
 /// One connection request the probe sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -120,7 +120,10 @@ pub enum NegoAnswer {
     NotRdp { first_bytes: String },
     /// A TPKT whose X.224 content is malformed.
     Malformed { error: DecodeError },
-    /// A well-formed TPDU other than a Connection Confirm (DR, ER, data).
+    /// The host ended the connection with an RDP PDU instead of a Connection Confirm (an MCS
+    /// Disconnect-Provider-Ultimatum, an X.224 Disconnect Request): a refusal without a code.
+    Disconnected { detail: String },
+    /// A well-formed TPDU other than a Connection Confirm (ER, CR, data).
     Unexpected { tpdu: String },
     /// The TCP connection failed.
     ConnectFailed { failure: ConnectFailure },
@@ -150,7 +153,9 @@ impl NegoAnswer {
             NegoAnswer::Selected { .. } | NegoAnswer::NoNegotiation => return None,
             NegoAnswer::Failure { code } => failure_cause(*code),
             NegoAnswer::Ended { end: End::Timeout } => "stall",
-            NegoAnswer::Ended { .. } => "x224.host_closed_after_request",
+            NegoAnswer::Ended { .. } | NegoAnswer::Disconnected { .. } => {
+                "x224.host_closed_after_request"
+            }
             NegoAnswer::NotRdp { .. } => "x224.not_rdp",
             NegoAnswer::Malformed { .. } | NegoAnswer::Unexpected { .. } => "x224.malformed",
             NegoAnswer::ConnectFailed { failure } => super::connect_cause(failure),
@@ -168,6 +173,9 @@ impl NegoAnswer {
             NegoAnswer::Ended { end } => format!("no Connection Confirm: {}", end.describe()),
             NegoAnswer::NotRdp { first_bytes } => format!("not RDP: {first_bytes}"),
             NegoAnswer::Malformed { error } => format!("malformed answer: {error}"),
+            NegoAnswer::Disconnected { detail } => {
+                format!("no Connection Confirm: the host sent {detail}")
+            }
             NegoAnswer::Unexpected { tpdu } => format!("unexpected {tpdu}"),
             NegoAnswer::ConnectFailed { failure } => super::describe_connect_failure(failure),
         }
@@ -198,7 +206,7 @@ pub fn interpret(buf: &[u8], end: Option<&End>) -> Option<NegoAnswer> {
         });
     }
     match x224::decode_next(buf) {
-        Ok(Some((pdu, _))) => Some(match pdu {
+        Ok(Some((pdu, pdu_len))) => Some(match pdu {
             X224Pdu::ConnectionConfirm(cc) => match cc.neg {
                 Some(NegData::Response {
                     selected, flags, ..
@@ -209,15 +217,31 @@ pub fn interpret(buf: &[u8], end: Option<&End>) -> Option<NegoAnswer> {
                 Some(NegData::Failure { code, .. }) => NegoAnswer::Failure { code },
                 None => NegoAnswer::NoNegotiation,
             },
-            X224Pdu::DisconnectRequest { reason } => NegoAnswer::Unexpected {
-                tpdu: format!("X.224 Disconnect Request (reason {reason})"),
+            X224Pdu::DisconnectRequest { reason } => NegoAnswer::Disconnected {
+                detail: format!("an X.224 Disconnect Request (reason {reason})"),
             },
             X224Pdu::Error { cause } => NegoAnswer::Unexpected {
                 tpdu: format!("X.224 Error TPDU (cause {cause})"),
             },
-            X224Pdu::Data { .. } => NegoAnswer::Unexpected {
-                tpdu: "X.224 Data before any Connection Confirm".to_owned(),
-            },
+            X224Pdu::Data { payload_offset } => {
+                let mcs_bytes = buf.get(payload_offset..pdu_len).unwrap_or_default();
+                match mcs::decode(mcs_bytes) {
+                    Ok(mcs::McsPdu::DisconnectProviderUltimatum { reason }) => {
+                        NegoAnswer::Disconnected {
+                            detail: format!(
+                                "an MCS Disconnect-Provider-Ultimatum ({})",
+                                mcs::dpu_reason_name(reason)
+                            ),
+                        }
+                    }
+                    Ok(p) => NegoAnswer::Unexpected {
+                        tpdu: format!("MCS {} before any Connection Confirm", p.name()),
+                    },
+                    Err(_) => NegoAnswer::Unexpected {
+                        tpdu: "X.224 Data before any Connection Confirm".to_owned(),
+                    },
+                }
+            }
             X224Pdu::ConnectionRequest(_) => NegoAnswer::Unexpected {
                 tpdu: "X.224 Connection Request (an echo?)".to_owned(),
             },
@@ -464,7 +488,12 @@ pub fn summarize(results: &[NegoResult]) -> NegoSummary {
     };
     let dropped: Vec<&'static str> = results
         .iter()
-        .filter(|r| matches!(r.answer, NegoAnswer::Ended { .. }))
+        .filter(|r| {
+            matches!(
+                r.answer,
+                NegoAnswer::Ended { .. } | NegoAnswer::Disconnected { .. }
+            )
+        })
         .map(|r| r.request.label)
         .collect();
     let hybrid_ex = selected(idx::MSTSC) == Some(Protocols::HYBRID_EX);
@@ -495,6 +524,17 @@ pub fn summarize(results: &[NegoResult]) -> NegoSummary {
     }
     if tls_required {
         conclusions.push("TLS required: Standard RDP Security is refused".to_owned());
+    }
+    if results.iter().any(|r| {
+        r.answer
+            == NegoAnswer::Failure {
+                code: FailureCode::SSL_CERT_NOT_ON_SERVER,
+            }
+    }) {
+        conclusions.push(
+            "the host cannot use its TLS certificate or private key (SSL_CERT_NOT_ON_SERVER)"
+                .to_owned(),
+        );
     }
     if rdp_security_allowed {
         conclusions
@@ -648,6 +688,17 @@ mod tests {
         assert!(matches!(a, NegoAnswer::Malformed { .. }));
         // A Disconnect Request instead of a CC.
         let a = interpret(&hex("03 00 00 0b 06 80 00 00 12 34 00"), None).unwrap();
+        assert!(matches!(a, NegoAnswer::Disconnected { .. }), "{a:?}");
+        // xrdp's answer to RDSAAD: an MCS Disconnect-Provider-Ultimatum without any CC.
+        let a = interpret(&hex("03 00 00 09 02 f0 80 21 80"), None).unwrap();
+        assert!(
+            a.describe()
+                .contains("Disconnect-Provider-Ultimatum (rn-user-requested)"),
+            "{a:?}"
+        );
+        assert_eq!(a.cause(), Some("x224.host_closed_after_request"));
+        // An X.224 Error TPDU.
+        let a = interpret(&hex("03 00 00 0b 06 70 00 00 12 34 00"), None).unwrap();
         assert!(matches!(a, NegoAnswer::Unexpected { .. }), "{a:?}");
     }
 

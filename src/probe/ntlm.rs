@@ -284,24 +284,14 @@ impl NtlmReport {
             ),
             _ => {}
         }
-        if let Some(i) = outcome.info() {
-            if let Some(s) = i.clock_skew_secs
-                && s.abs() > KERBEROS_MAX_SKEW_SECS
-            {
-                findings.push(format!(
+        if let Some(i) = outcome.info()
+            && let Some(s) = i.clock_skew_secs
+            && s.abs() > KERBEROS_MAX_SKEW_SECS
+        {
+            findings.push(format!(
                     "the host's clock is {} this machine's: Kerberos fails beyond 5 minutes (KRB_AP_ERR_SKEW, 'There is a time and/or date difference'); NTLM still works",
                     skew_words(s)
                 ));
-            }
-            if i.product_version
-                .as_deref()
-                .is_some_and(|v| v.starts_with("6.1."))
-            {
-                findings.push(
-                    "Windows 7 / Server 2008 R2: serves RDP over TLS 1.0 only unless KB3080079 is installed"
-                        .to_owned(),
-                );
-            }
         }
         Self {
             requested,

@@ -393,7 +393,7 @@ impl RdpSecSummary {
         let weak: Vec<&str> = methods
             .iter()
             .filter(|r| {
-                r.accepted
+                matches!(r.outcome, EncryptionOutcome::Accepted { .. })
                     && matches!(
                         r.method,
                         EncryptionMethods::BIT_40 | EncryptionMethods::BIT_56

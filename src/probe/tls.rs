@@ -566,12 +566,12 @@ mod tests {
         b.push(0);
         b.extend(suite.to_be_bytes());
         b.push(0);
-        let mut hs = vec![2, 0, 0, b.len() as u8];
+        let mut hs = vec![2, 0, 0, u8::try_from(b.len()).unwrap()];
         hs.extend(b);
         hs.extend([14, 0, 0, 0]);
         let mut r = vec![22];
         r.extend(version.to_be_bytes());
-        r.extend((hs.len() as u16).to_be_bytes());
+        r.extend(u16::try_from(hs.len()).unwrap().to_be_bytes());
         r.extend(hs);
         r
     }
@@ -748,7 +748,7 @@ mod tests {
             .contents;
         let leaf = x509::summarize(&der).unwrap();
         let r = CertReport::new(
-            &[der.clone()],
+            std::slice::from_ref(&der),
             leaf.not_after + 3 * 86_400,
             "other.example",
             "test",

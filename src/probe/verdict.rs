@@ -16,7 +16,7 @@ use super::{Reachability, connect_cause};
 use crate::session::causes;
 use crate::wire::gcc::EncryptionMethods;
 use crate::wire::tls as wtls;
-use crate::wire::x224::Protocols;
+use crate::wire::x224::{FailureCode, Protocols};
 
 /// How a client configuration fares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -274,6 +274,33 @@ fn judge_client(m: &ClientModel, e: &Evidence<'_>) -> ClientVerdict {
             judge_tls(m, e, &mut j, *protocol);
         }
         NegoAnswer::Selected { .. } | NegoAnswer::NoNegotiation => judge_rdp(m, e, &mut j),
+        // mstsc reconnects asking for Standard RDP Security only (reference §1.4).
+        NegoAnswer::Failure {
+            code: FailureCode::SSL_NOT_ALLOWED_BY_SERVER,
+        } if m.accepts_rdp_security => {
+            let retry = e.protocols.get(nego::idx::RDP).map(|r| &r.answer);
+            match retry {
+                Some(NegoAnswer::Selected { .. } | NegoAnswer::NoNegotiation) => {
+                    j.details.push(format!(
+                        "the host answers its request ({asked}) with SSL_NOT_ALLOWED_BY_SERVER; it retries with Standard RDP Security"
+                    ));
+                    judge_rdp(m, e, &mut j);
+                }
+                Some(a) => j.note(
+                    Fate::Fails,
+                    a.cause(),
+                    format!(
+                        "SSL_NOT_ALLOWED_BY_SERVER, and the retry with Standard RDP Security gets {}",
+                        a.describe()
+                    ),
+                ),
+                None => j.note(
+                    Fate::Fails,
+                    result.answer.cause(),
+                    "SSL_NOT_ALLOWED_BY_SERVER".to_owned(),
+                ),
+            }
+        }
         a => j.note(
             Fate::Fails,
             a.cause(),
@@ -530,6 +557,26 @@ fn findings(e: &Evidence<'_>) -> Vec<String> {
     }
     if let Some(n) = e.ntlm {
         out.extend(n.findings.iter().cloned());
+        if let Some(i) = n.outcome.info()
+            && let Some(v) = i
+                .product_version
+                .as_deref()
+                .filter(|v| v.starts_with("6.1."))
+        {
+            let modern_tls = e
+                .tls
+                .is_some_and(|t| t.accepts(Offer::Tls12) || t.accepts(Offer::Tls13));
+            out.push(if modern_tls && i.credssp_version >= 5 {
+                format!(
+                    "NTLM reports {v} (Windows 7 / Server 2008 R2) but the host speaks TLS 1.2+ and CredSSP {}: probably not Windows (FreeRDP's WinPR reports this version)",
+                    i.credssp_version
+                )
+            } else {
+                format!(
+                    "NTLM reports {v}: Windows 7 / Server 2008 R2 serve RDP over TLS 1.0 only unless KB3080079 is installed"
+                )
+            });
+        }
     }
     if let Some(r) = e.rdp {
         out.extend(r.findings.iter().cloned());
@@ -594,7 +641,6 @@ mod tests {
     use crate::session::ConnectFailure;
     use crate::wire::gcc::EncryptionLevel;
     use crate::wire::ntlm::NegotiateFlags;
-    use crate::wire::x224::FailureCode;
 
     fn sel(p: u32) -> NegoAnswer {
         NegoAnswer::Selected {
@@ -920,6 +966,50 @@ mod tests {
         // A FIPS level host: the FIPS client works.
         w.rdp = Some(rdp_summary(4, &[EncryptionMethods::FIPS]));
         assert_eq!(client(&w.judge(), "fips").fate, Fate::Warning);
+    }
+
+    #[test]
+    fn ssl_not_allowed_makes_mstsc_retry_with_rdp_security() {
+        // FreeRDP shadow /sec:rdp: failure code 2 to every TLS request, method NONE.
+        let mut w = World::new([
+            sel(0),
+            fail(2),
+            fail(2),
+            fail(2),
+            fail(2),
+            fail(2),
+            fail(2),
+            sel(0),
+        ]);
+        w.rdp = Some(RdpSecSummary::new(
+            Some(Protocols::RDP),
+            METHODS
+                .iter()
+                .map(|&m| {
+                    EncryptionResult::new(
+                        m,
+                        EncryptionOutcome::NoEncryption {
+                            level: EncryptionLevel(0),
+                        },
+                    )
+                })
+                .collect(),
+        ));
+        let v = w.judge();
+        let m = client(&v, "mstsc");
+        assert_eq!(m.fate, Fate::Warning, "{m:#?}");
+        assert!(m.details.iter().any(|d| d.contains("retries")), "{m:#?}");
+        assert!(
+            m.details.iter().any(|d| d.contains("not be encrypted")),
+            "{m:#?}"
+        );
+        let s = client(&v, "tls12_plus");
+        assert_eq!(s.cause, Some("nego.ssl_not_allowed_by_server"));
+        assert!(
+            !v.findings.iter().any(|f| f.contains("weak Standard RDP")),
+            "{:?}",
+            v.findings
+        );
     }
 
     #[test]
