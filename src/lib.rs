@@ -22,3 +22,6 @@ pub mod probe;
 pub mod relay;
 #[forbid(unsafe_code)]
 pub mod report;
+
+/// Simulated RDP hosts and clients, the scenario table and `rdpdiag demo` (I/O shell).
+pub mod sim;

@@ -6,6 +6,7 @@
 //! match arm in [`main`].
 
 pub mod analyze;
+pub mod demo;
 pub mod probe;
 pub mod proxy;
 
@@ -44,6 +45,8 @@ pub enum Command {
     Proxy(proxy::Args),
     /// Diagnose the RDP connections in a capture file (pcap, pcapng)
     Analyze(analyze::Args),
+    /// Play the failure scenarios with simulated hosts and clients through the proxy
+    Demo(demo::Args),
     /// Ask an RDP host what it accepts, and which clients it will fail
     Probe(probe::Args),
 }
@@ -54,10 +57,12 @@ pub const EXIT_USAGE: u8 = 2;
 /// Runs the command line; the status to exit with.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.global.verbose);
+    // The demo relays dozens of connections: its reports are the output, not their info logs.
+    init_logs(cli.global.verbose, matches!(cli.command, Command::Demo(_)));
     let result = match cli.command {
         Command::Proxy(args) => proxy::run(args, &cli.global),
         Command::Analyze(args) => analyze::run(args, &cli.global),
+        Command::Demo(args) => demo::run(args, &cli.global),
         Command::Probe(args) => probe::run(args, &cli.global),
     };
     result.unwrap_or_else(|e| {
@@ -67,8 +72,9 @@ pub fn main() -> ExitCode {
 }
 
 /// Logs go to stderr; stdout is for reports.
-fn init_logs(verbose: u8) {
+fn init_logs(verbose: u8, quiet: bool) {
     let default = match verbose {
+        0 if quiet => "warn",
         0 => "warn,rdpdiag=info",
         1 => "info,rdpdiag=debug",
         _ => "debug,rdpdiag=trace",
