@@ -40,6 +40,10 @@ pub struct Args {
     /// Connections open at the same time
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=16))]
     pub parallel: u64,
+    /// The name users connect with, when probing by another name or address: sent as SNI and
+    /// checked against the certificate (default: HOST as given)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
@@ -61,6 +65,7 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
     let opts = ProbeOptions {
         timeout: args.timeout,
         parallel: usize::try_from(args.parallel).unwrap_or(3),
+        server_name: args.name,
         progress,
     };
     let report = super::runtime()?.block_on(crate::probe::run(&target, &opts));

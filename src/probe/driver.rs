@@ -40,6 +40,10 @@ pub struct ProbeOptions {
     pub timeout: Duration,
     /// Connections open at the same time (at least 1).
     pub parallel: usize,
+    /// The name clients use for the host when it differs from the probed address (probing
+    /// by IP for users who type `rds01.corp.example`): sent as SNI and judged against the
+    /// certificate. `None`: the host as given.
+    pub server_name: Option<String>,
     pub progress: Option<Progress>,
 }
 
@@ -48,6 +52,7 @@ impl Default for ProbeOptions {
         Self {
             timeout: Duration::from_secs(5),
             parallel: 3,
+            server_name: None,
             progress: None,
         }
     }
@@ -58,6 +63,7 @@ impl std::fmt::Debug for ProbeOptions {
         f.debug_struct("ProbeOptions")
             .field("timeout", &self.timeout)
             .field("parallel", &self.parallel)
+            .field("server_name", &self.server_name)
             .finish_non_exhaustive()
     }
 }
@@ -371,9 +377,13 @@ pub async fn run(target: &Target, opts: &ProbeOptions) -> ProbeReport {
         let failure = ConnectFailure::Other(format!("cannot resolve {}", target.host));
         return unreachable(target, now, started, 0, failure);
     };
+    let name = opts
+        .server_name
+        .clone()
+        .unwrap_or_else(|| target.host.clone());
     let ctx = Ctx {
         addr,
-        host: target.host.clone(),
+        host: name.clone(),
         timeout: opts.timeout,
         connections: connections.clone(),
         progress: opts.progress.clone(),
@@ -493,7 +503,7 @@ pub async fn run(target: &Target, opts: &ProbeOptions) -> ProbeReport {
             chain = Some((src, c));
         }
     }
-    let certificate = chain.and_then(|(src, c)| CertReport::new(&c, now, &target.host, &src));
+    let certificate = chain.and_then(|(src, c)| CertReport::new(&c, now, &name, &src));
     let rdp_security = summary
         .rdp_request
         .map(|req| RdpSecSummary::new(req, rdp_results));
@@ -676,7 +686,7 @@ mod tests {
         let o = ProbeOptions {
             timeout: Duration::from_millis(200),
             parallel: 8,
-            progress: None,
+            ..ProbeOptions::default()
         };
         let r = run(&target(addr), &o).await;
         assert!(
