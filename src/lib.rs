@@ -15,6 +15,10 @@ pub mod session;
 #[warn(clippy::indexing_slicing)]
 pub mod capture;
 
+#[forbid(unsafe_code)]
+#[warn(clippy::indexing_slicing)]
+pub mod record;
+
 pub mod cli;
 #[forbid(unsafe_code)]
 #[warn(clippy::indexing_slicing)]

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use super::{EXIT_USAGE, Global, parse_secs};
+use crate::record;
+use crate::relay::tap::RecordConfig;
 use crate::relay::{Proxy, ProxyConfig, parse_target};
 use crate::report::{ConnectionReport, render_text};
 use crate::session::Outcome;
@@ -52,6 +55,20 @@ pub struct Args {
     /// One JSON object per connection and line on stdout, instead of readable blocks
     #[arg(long)]
     pub json: bool,
+    /// Write a trace bundle per connection under DIR: capture.pcapng (Wireshark), events.jsonl,
+    /// verdict.json, report.txt, report.html, host-cert.pem
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// With --record: replace user, host and domain names and IP addresses by tokens in every
+    /// file of the bundle (the capture included); never write TLS keys
+    #[arg(long, requires = "record")]
+    pub redact: bool,
+    /// With --record: never embed TLS keys in the capture
+    #[arg(long, requires = "record")]
+    pub no_secrets: bool,
+    /// With --record: bytes recorded per connection; more are relayed and counted, not recorded
+    #[arg(long, value_name = "BYTES", requires = "record")]
+    pub record_limit: Option<u64>,
 }
 
 pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
@@ -70,7 +87,32 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(EXIT_USAGE));
     }
+    let record = match &args.record {
+        Some(dir) => {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                eprintln!(
+                    "rdpdiag: cannot create --record directory {}: {e}",
+                    dir.display()
+                );
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+            let options = record::Options {
+                redact: args.redact,
+                secrets: !args.no_secrets && !args.redact,
+            };
+            let mut r = RecordConfig::new(dir, options);
+            r.limit = args.record_limit.unwrap_or(r.limit);
+            eprintln!(
+                "rdpdiag: recording each connection under {}{}",
+                dir.display(),
+                if args.redact { " (redacted)" } else { "" }
+            );
+            Some(r)
+        }
+        None => None,
+    };
     let cfg = ProxyConfig {
+        record,
         connect_timeout: args.connect_timeout,
         stall_timeout: args.stall_timeout,
         max_connections: args.max_connections,
@@ -82,6 +124,7 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
 
 async fn serve(cfg: ProxyConfig, json: bool) -> anyhow::Result<ExitCode> {
     let target = cfg.target.clone();
+    let record = cfg.record.clone();
     let proxy = Proxy::bind(cfg)
         .await
         .with_context(|| "cannot start the proxy".to_owned())?;
@@ -113,6 +156,10 @@ async fn serve(cfg: ProxyConfig, json: bool) -> anyhow::Result<ExitCode> {
         stdout.flush()?;
     }
     running.await??;
+    if let Some(r) = record {
+        // The bundles of the connections that ended are still being written.
+        r.flush().await;
+    }
     Ok(if all_healthy {
         ExitCode::SUCCESS
     } else {

@@ -15,6 +15,7 @@ mod inspect;
 mod pipe;
 #[cfg(target_os = "linux")]
 mod splice;
+pub mod tap;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,6 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::{self, JoinSet};
 use tracing::Instrument;
 
+use crate::record::Leg;
 use crate::report::ConnectionReport;
 use crate::session::{
     CloseKind, Direction, Micros, Outcome, Session, SessionConfig, Side, Verdict,
@@ -81,6 +83,8 @@ pub struct ProxyConfig {
     pub inspect_limit: u64,
     pub hot_path: HotPath,
     pub session: SessionConfig,
+    /// `--record DIR`: write a trace bundle per connection.
+    pub record: Option<tap::RecordConfig>,
 }
 
 impl ProxyConfig {
@@ -96,6 +100,7 @@ impl ProxyConfig {
             inspect_limit: 1024 * 1024,
             hot_path: HotPath::default(),
             session: SessionConfig::default(),
+            record: None,
         }
     }
 }
@@ -332,6 +337,10 @@ async fn serve(
     let cfg = &ctx.cfg;
     let clock = Clock::start();
     let mut session = Session::new(cfg.session.clone());
+    let mut tap = cfg.record.as_ref().map(|r| {
+        let listen = client.local_addr().unwrap_or(cfg.listen);
+        tap::Tap::start(r, id, peer, listen)
+    });
     tracing::info!(client = %peer, "Connection accepted");
     // The negotiation is latency-bound: no Nagle delays on either leg.
     if let Err(e) = client.set_nodelay(true) {
@@ -364,6 +373,10 @@ async fn serve(
             host_addr = host.peer_addr().ok().map(|a| a.to_string());
             // What the client sent meanwhile reaches the host now: the session sees it then.
             let early = c2s.pending();
+            if let Some(t) = &mut tap {
+                t.connected(host.peer_addr().ok(), host.local_addr().ok());
+                t.chunk(Leg::Client, Direction::ClientToHost, early, clock.now());
+            }
             if !early.is_empty() {
                 session.feed(Direction::ClientToHost, early, clock.now());
             }
@@ -372,8 +385,15 @@ async fn serve(
                 session.on_close(Side::Client, CloseKind::Fin, clock.now());
             }
             let mut relay = Relay::new(client, host, c2s);
-            let inspected =
-                inspect::inspect(&mut relay, &mut session, clock, fed, cfg.inspect_limit).await;
+            let inspected = inspect::inspect(
+                &mut relay,
+                &mut session,
+                tap.as_mut(),
+                clock,
+                fed,
+                cfg.inspect_limit,
+            )
+            .await;
             match inspected {
                 Inspected::Done => {}
                 Inspected::Stalled => {
@@ -381,8 +401,15 @@ async fn serve(
                 }
                 Inspected::HandOff => {
                     tracing::debug!(phase = %session.phase(), "Inspection over; relaying");
-                    let on_close = |side: Side, kind| session.on_close(side, kind, clock.now());
-                    hot_path(&mut relay, cfg.hot_path, on_close).await;
+                    let mut on_close = |side: Side, kind| session.on_close(side, kind, clock.now());
+                    // Recording: user-space copies with the tap up to the record limit first.
+                    let ended = match &mut tap {
+                        Some(t) => tap::record_rest(&mut relay, t, clock, &mut on_close).await,
+                        None => false,
+                    };
+                    if !ended {
+                        hot_path(&mut relay, cfg.hot_path, on_close).await;
+                    }
                 }
             }
             bytes = (relay.c2s.bytes, relay.s2c.bytes);
@@ -399,7 +426,7 @@ async fn serve(
         s2c = bytes.1,
         "Connection ended"
     );
-    ConnectionReport {
+    let report = ConnectionReport {
         id,
         client: peer.to_string(),
         target: cfg.target.clone(),
@@ -410,7 +437,11 @@ async fn serve(
         bytes_host_to_client: bytes.1,
         verdict,
         events: session.events().to_vec(),
+    };
+    if let Some(t) = tap {
+        t.finish(&report);
     }
+    report
 }
 
 #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
