@@ -370,7 +370,7 @@ impl TlsSummary {
 /// The host's certificate, judged as a current Windows client would.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertReport {
-    /// Where the chain was read: `TLS 1.2 handshake (clear)`, `rustls TLS 1.3 handshake`.
+    /// Where the chain was read: `TLS 1.2 handshake, in clear`, `rustls handshake (TLS 1.3 ...)`.
     pub source: String,
     /// The name the problems are judged against (the host as given).
     pub expected_name: String,
@@ -437,7 +437,7 @@ pub fn clear_chain(answers: &[(Offer, HelloAnswer)]) -> Option<(String, Vec<Vec<
                     version,
                     ..
                 } if offer == o && !certificates.is_empty() => Some((
-                    format!("{} handshake (clear)", wtls::version_name(*version)),
+                    format!("{} handshake, in clear", wtls::version_name(*version)),
                     certificates.clone(),
                 )),
                 _ => None,
@@ -785,7 +785,7 @@ mod tests {
         let (src, chain) = clear_chain(&answers).unwrap();
         assert_eq!(
             (src.as_str(), chain),
-            ("TLS 1.2 handshake (clear)", vec![b"b".to_vec()])
+            ("TLS 1.2 handshake, in clear", vec![b"b".to_vec()])
         );
         assert!(clear_chain(&[]).is_none());
     }
