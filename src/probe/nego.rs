@@ -863,4 +863,27 @@ mod tests {
         let r = NegoResult::new(REQUESTS[idx::MSTSC], sel(3));
         assert!(r.anomalies[0].contains("more than one bit"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn hostile_answers_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), cut in 0usize..64) {
+            let _ = interpret(&b, None);
+            let _ = interpret(&b[..cut.min(b.len())], Some(&End::Closed));
+            let mut d = NegoDialogue::new(Some(Protocols::SSL));
+            d.opening();
+            for c in b.chunks(7) {
+                if d.on_data(c) == Step::Done { break; }
+            }
+            d.on_end(End::Reset);
+            let a = d.answer();
+            let _ = (a.describe(), a.cause(), d.leftover().len());
+        }
+
+        #[test]
+        fn mutated_confirms_never_panic(at in 0usize..19, v in proptest::prelude::any::<u8>()) {
+            let mut b = cc_rsp(1, 1);
+            b[at] = v;
+            let _ = interpret(&b, Some(&End::Closed));
+        }
+    }
 }

@@ -453,4 +453,21 @@ mod tests {
         assert_eq!(skew_words(3), "3 s ahead of");
         assert_eq!(skew_words(90_000), "1 d 1 h ahead of");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn hostile_tsrequests_never_panic(at in 0usize..249, v in proptest::prelude::any::<u8>(), cut in 0usize..249) {
+            let mut b = e11();
+            b[at] = v;
+            for bytes in [&b[..], &b[..cut]] {
+                let mut d = CredsspDialogue::new(0);
+                d.opening();
+                d.on_data(bytes);
+                d.on_end(End::Closed);
+                let o = d.outcome();
+                let _ = NtlmReport::new(Protocols(3), None, o.clone());
+                let _ = o.describe();
+            }
+        }
+    }
 }

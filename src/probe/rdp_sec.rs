@@ -630,4 +630,26 @@ mod tests {
         let s = RdpSecSummary::new(None, vec![acc(METHODS[0], 1)]);
         assert_eq!(s.findings.len(), 2);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn hostile_connect_responses_never_panic(at in 0usize..0x6c, v in proptest::prelude::any::<u8>(), cut in 0usize..0x6c) {
+            let mut b = connect_response(2, 3);
+            b[at] = v;
+            let _ = interpret(EncryptionMethods::BIT_128, &b, None);
+            let _ = interpret(EncryptionMethods::BIT_128, &b[..cut], Some(&End::Closed));
+        }
+
+        #[test]
+        fn random_bytes_after_the_cc_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut d = EncryptionDialogue::new(EncryptionMethods::BIT_40, None);
+            d.opening();
+            d.on_data(&hex("03 00 00 0b 06 d0 00 00 12 34 00"));
+            for c in b.chunks(13) {
+                if d.on_data(c) == Step::Done { break; }
+            }
+            d.on_end(End::Closed);
+            let _ = d.result().outcome.describe();
+        }
+    }
 }

@@ -800,4 +800,18 @@ mod tests {
             ServerName::DnsName(_)
         ));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn hostile_server_flights_never_panic(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80), 0..6),
+            offer in 0usize..5,
+        ) {
+            let offer = [Offer::Tls10, Offer::Tls11, Offer::Tls12, Offer::Tls12Strict, Offer::Tls13][offer];
+            let mut replies = vec![hex(CC_SSL)];
+            replies.extend(chunks);
+            let (_, r) = run(offer, &replies, Some(End::Closed));
+            let _ = (r.outcome.describe(), r.cause);
+        }
+    }
 }
