@@ -20,6 +20,9 @@ pub mod capture;
 pub mod record;
 
 pub mod cli;
+#[forbid(unsafe_code)]
+#[warn(clippy::indexing_slicing)]
+pub mod probe;
 pub mod relay;
 #[forbid(unsafe_code)]
 pub mod report;

@@ -7,6 +7,7 @@
 
 pub mod analyze;
 pub mod demo;
+pub mod probe;
 pub mod proxy;
 
 use std::process::ExitCode;
@@ -46,6 +47,8 @@ pub enum Command {
     Analyze(analyze::Args),
     /// Play the failure scenarios with simulated hosts and clients through the proxy
     Demo(demo::Args),
+    /// Ask an RDP host what it accepts, and which clients it will fail
+    Probe(probe::Args),
 }
 
 /// Exit status for usage errors and failures to start.
@@ -60,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Proxy(args) => proxy::run(args, &cli.global),
         Command::Analyze(args) => analyze::run(args, &cli.global),
         Command::Demo(args) => demo::run(args, &cli.global),
+        Command::Probe(args) => probe::run(args, &cli.global),
     };
     result.unwrap_or_else(|e| {
         eprintln!("rdpdiag: {e:#}");
