@@ -15,3 +15,4 @@ pub mod cli;
 pub mod relay;
 #[forbid(unsafe_code)]
 pub mod report;
+pub mod tls;

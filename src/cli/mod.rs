@@ -5,6 +5,7 @@
 //! `run(args, &Global) -> anyhow::Result<ExitCode>` function, one [`Command`] variant, one
 //! match arm in [`main`].
 
+pub mod cert;
 pub mod proxy;
 
 use std::process::ExitCode;
@@ -40,6 +41,8 @@ pub struct Global {
 pub enum Command {
     /// Relay mstsc to an RDP host and diagnose each connection
     Proxy(proxy::Args),
+    /// Certificates: a local CA for --fresh-cert, or inspect a certificate
+    Cert(cert::Args),
 }
 
 /// Exit status for usage errors and failures to start.
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
     init_logs(cli.global.verbose);
     let result = match cli.command {
         Command::Proxy(args) => proxy::run(args, &cli.global),
+        Command::Cert(args) => cert::run(args, &cli.global),
     };
     result.unwrap_or_else(|e| {
         eprintln!("rdpdiag: {e:#}");

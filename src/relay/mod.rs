@@ -13,8 +13,13 @@
 
 mod inspect;
 mod pipe;
+mod rewrite;
 #[cfg(target_os = "linux")]
 mod splice;
+mod terminate;
+
+pub use rewrite::{SecurityRewrite, plan as plan_rewrite, warnings as experiment_warnings};
+pub use terminate::{FreshCertConfig, classify as classify_tls_error, host_leg_config};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -81,6 +86,10 @@ pub struct ProxyConfig {
     pub inspect_limit: u64,
     pub hot_path: HotPath,
     pub session: SessionConfig,
+    /// `--security`: rewrite the client's requestedProtocols (`relay/rewrite.rs`).
+    pub security: Option<SecurityRewrite>,
+    /// `--fresh-cert`: terminate TLS on both legs (`relay/terminate.rs`).
+    pub fresh_cert: Option<FreshCertConfig>,
 }
 
 impl ProxyConfig {
@@ -96,6 +105,8 @@ impl ProxyConfig {
             inspect_limit: 1024 * 1024,
             hot_path: HotPath::default(),
             session: SessionConfig::default(),
+            security: None,
+            fresh_cert: None,
         }
     }
 }
@@ -331,7 +342,13 @@ async fn serve(
 ) -> ConnectionReport {
     let cfg = &ctx.cfg;
     let clock = Clock::start();
-    let mut session = Session::new(cfg.session.clone());
+    let mut scfg = cfg.session.clone();
+    // Certificate checks need "now" and the name the certificate should carry (the target).
+    scfg.now_unix
+        .get_or_insert_with(|| time::OffsetDateTime::now_utc().unix_timestamp());
+    scfg.host_name.get_or_insert_with(|| ctx.host.clone());
+    let mut session = Session::new(scfg);
+    let mut tls_keylog = None;
     tracing::info!(client = %peer, "Connection accepted");
     // The negotiation is latency-bound: no Nagle delays on either leg.
     if let Err(e) = client.set_nodelay(true) {
@@ -362,32 +379,39 @@ async fn serve(
                 tracing::debug!(error = %e, "TCP_NODELAY failed");
             }
             host_addr = host.peer_addr().ok().map(|a| a.to_string());
-            // What the client sent meanwhile reaches the host now: the session sees it then.
-            let early = c2s.pending();
-            if !early.is_empty() {
-                session.feed(Direction::ClientToHost, early, clock.now());
-            }
-            let fed = early.len() as u64;
-            if c2s.eof {
-                session.on_close(Side::Client, CloseKind::Fin, clock.now());
-            }
-            let mut relay = Relay::new(client, host, c2s);
-            let inspected =
-                inspect::inspect(&mut relay, &mut session, clock, fed, cfg.inspect_limit).await;
-            match inspected {
-                Inspected::Done => {}
-                Inspected::Stalled => {
-                    tracing::info!(phase = %session.phase(), "Phase stalled; ending the connection");
+            if cfg.security.is_some() || cfg.fresh_cert.is_some() {
+                let (c, s, keylog) =
+                    rewrite::serve(client, host, c2s, &mut session, clock, ctx).await;
+                bytes = (c, s);
+                tls_keylog = keylog;
+            } else {
+                // What the client sent meanwhile reaches the host now: the session sees it then.
+                let early = c2s.pending();
+                if !early.is_empty() {
+                    session.feed(Direction::ClientToHost, early, clock.now());
                 }
-                Inspected::HandOff => {
-                    tracing::debug!(phase = %session.phase(), "Inspection over; relaying");
-                    let on_close = |side: Side, kind| session.on_close(side, kind, clock.now());
-                    hot_path(&mut relay, cfg.hot_path, on_close).await;
+                let fed = early.len() as u64;
+                if c2s.eof {
+                    session.on_close(Side::Client, CloseKind::Fin, clock.now());
                 }
-            }
-            bytes = (relay.c2s.bytes, relay.s2c.bytes);
-            if inspected == Inspected::Stalled {
-                relay.abort();
+                let mut relay = Relay::new(client, host, c2s);
+                let inspected =
+                    inspect::inspect(&mut relay, &mut session, clock, fed, cfg.inspect_limit).await;
+                match inspected {
+                    Inspected::Done => {}
+                    Inspected::Stalled => {
+                        tracing::info!(phase = %session.phase(), "Phase stalled; ending the connection");
+                    }
+                    Inspected::HandOff => {
+                        tracing::debug!(phase = %session.phase(), "Inspection over; relaying");
+                        let on_close = |side: Side, kind| session.on_close(side, kind, clock.now());
+                        hot_path(&mut relay, cfg.hot_path, on_close).await;
+                    }
+                }
+                bytes = (relay.c2s.bytes, relay.s2c.bytes);
+                if inspected == Inspected::Stalled {
+                    relay.abort();
+                }
             }
         }
     }
@@ -410,6 +434,7 @@ async fn serve(
         bytes_host_to_client: bytes.1,
         verdict,
         events: session.events().to_vec(),
+        tls_keylog,
     }
 }
 
@@ -449,6 +474,7 @@ fn internal_error_report(meta: Option<Meta>, cfg: &ProxyConfig, error: &str) -> 
         bytes_host_to_client: 0,
         verdict,
         events: Vec::new(),
+        tls_keylog: None,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod gcc;
 pub mod mcs;
 pub mod tls;
 pub mod tpkt;
+pub mod tsrequest;
 pub mod x224;
 pub mod x509;
 
