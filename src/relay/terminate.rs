@@ -18,7 +18,9 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use super::ConnCtx;
 use super::inspect::Clock;
 use super::rewrite::patch_echo;
-use crate::session::{CloseKind, Direction, Echo, ExperimentSetup, HostTls, Session, TlsLegError};
+use crate::session::{
+    CloseKind, Direction, Echo, ExperimentSetup, HostTls, Session, Side, TlsLegError,
+};
 use crate::tls::cert::Issued;
 use crate::tls::keylog::KeyLogBuffer;
 use crate::tls::verifier::RecordingVerifier;
@@ -119,6 +121,7 @@ pub(super) async fn serve(
         Ok(Err(e)) => {
             tracing::info!(error = %e, "Host leg TLS failed");
             session.on_host_tls(Err(classify(&e)), clock.now());
+            session.on_close(Side::Proxy, CloseKind::Fin, clock.now());
             return (0, 0, keylog.contents());
         }
         Err(_) => {
@@ -156,6 +159,7 @@ pub(super) async fn serve(
         Ok(Err(e)) => {
             tracing::info!(error = %e, "Client leg TLS failed");
             session.on_client_tls(Err(classify(&e)), clock.now());
+            session.on_close(Side::Proxy, CloseKind::Fin, clock.now());
             return (0, 0, keylog.contents());
         }
         Err(_) => {

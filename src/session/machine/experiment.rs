@@ -27,7 +27,7 @@ impl Echo {
     fn describe(self) -> Option<&'static str> {
         match self {
             Echo::NotNeeded => None,
-            Echo::Pending => Some("not seen (no MCS Connect-Response)"),
+            Echo::Pending => Some("not reached (no MCS Connect-Response)"),
             Echo::PatchedClear => {
                 Some("patched back to the client's value in the clear MCS Connect-Response")
             }
@@ -73,6 +73,15 @@ impl Session {
         let Some(x) = &self.experiment else {
             return d;
         };
+        let mut d = d;
+        if let (Some(new), Some(orig), Some((_, _, cc))) = (x.rewritten, x.original, &self.cc)
+            && let Some(NegData::Failure { code, .. }) = &cc.neg
+        {
+            // The host answered rdpdiag's request, not the client's.
+            d.summary = format!(
+                "the host refused rdpdiag's rewritten request {new} with {code} (the client itself requested {orig})"
+            );
+        }
         if x.rewritten.is_none() || x.echo != Echo::Unpatchable {
             return d;
         }
@@ -192,7 +201,9 @@ impl Session {
             };
             return format!("{offered} the host refused with {code}: {meaning}");
         }
-        let layer = if removed.uses_credssp() {
+        let layer = if removed.uses_credssp() && removed.contains(Protocols::SSL) {
+            "TLS or CredSSP (NLA) (re-run with --security no-nla to tell them apart)"
+        } else if removed.uses_credssp() {
             "CredSSP (NLA)"
         } else if removed.contains(Protocols::SSL) {
             "TLS"
@@ -201,7 +212,7 @@ impl Session {
         };
         if self.phase >= Phase::Licensing {
             format!(
-                "{offered} the connection reached the {} phase: the failing layer is {layer}",
+                "{offered} the connection reached the {} phase: where it fails without the rewrite, the failing layer is {layer}",
                 self.phase.title()
             )
         } else {
@@ -222,8 +233,8 @@ impl Session {
                 return "TLS was not selected, so no certificate was involved".to_owned();
             }
             return format!(
-                "the experiment did not get past TLS ({}): see the summary",
-                d.cause
+                "the experiment did not get past TLS ({}): {}",
+                d.cause, d.summary
             );
         }
         let problems = self.cert_problems();
