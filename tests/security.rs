@@ -44,7 +44,11 @@ fn cc(selected: u32) -> Vec<u8> {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/mcs/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/fixtures/mcs/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 async fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
@@ -56,7 +60,10 @@ async fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
     b
 }
 
-async fn proxy(target: SocketAddr, security: SecurityRewrite) -> (SocketAddr, mpsc::Receiver<ConnectionReport>) {
+async fn proxy(
+    target: SocketAddr,
+    security: SecurityRewrite,
+) -> (SocketAddr, mpsc::Receiver<ConnectionReport>) {
     let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), target.to_string());
     cfg.security = Some(security);
     cfg.max_connections = Some(1);
@@ -122,19 +129,28 @@ async fn echo_is_patched_in_clear() {
     // The host got RDP, everything else unchanged.
     assert_eq!(host_saw.len(), request.len());
     assert_eq!(&host_saw[host_saw.len() - 4..], &0_u32.to_le_bytes());
-    assert_eq!(&host_saw[..host_saw.len() - 4], &request[..request.len() - 4]);
+    assert_eq!(
+        &host_saw[..host_saw.len() - 4],
+        &request[..request.len() - 4]
+    );
     // The client got its own value back in the echo, everything else unchanged.
     assert_eq!(&got_resp[81..85], &3_u32.to_le_bytes());
     assert_eq!(&got_resp[..81], &resp[..81]);
     assert_eq!(&got_resp[85..], &resp[85..]);
     drop(c);
-    let r = tokio::time::timeout(GUARD, reports.recv()).await.unwrap().unwrap();
+    let r = tokio::time::timeout(GUARD, reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
     let x = r.verdict.experiment.as_ref().unwrap();
     assert_eq!(x.offered_original.as_deref(), Some("SSL|HYBRID(0x3)"));
     assert_eq!(x.offered_rewritten.as_deref(), Some("RDP(0x0)"));
     assert!(x.echo.as_deref().unwrap().contains("patched"), "{x:?}");
     // The session judged what the client asked for.
-    assert_eq!(r.verdict.facts.requested_protocols.as_deref(), Some("SSL|HYBRID(0x3)"));
+    assert_eq!(
+        r.verdict.facts.requested_protocols.as_deref(),
+        Some("SSL|HYBRID(0x3)")
+    );
     let text = render_text(&r);
     assert!(text.contains("experiment (security)"), "{text}");
     assert!(text.contains("conclusion:"), "{text}");
@@ -159,11 +175,16 @@ async fn impossible_request_is_explained() {
     read_n(&mut c, 19).await;
     assert_eq!(host_task.await.unwrap(), request);
     drop(c);
-    let r = tokio::time::timeout(GUARD, reports.recv()).await.unwrap().unwrap();
+    let r = tokio::time::timeout(GUARD, reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
     let x = r.verdict.experiment.as_ref().unwrap();
     assert_eq!(x.offered_rewritten, None);
     assert!(
-        x.notes.iter().any(|n| n.contains("cannot be made to speak TLS")),
+        x.notes
+            .iter()
+            .any(|n| n.contains("cannot be made to speak TLS")),
         "{x:?}"
     );
     assert!(x.conclusion.contains("could not run"), "{}", x.conclusion);
@@ -181,7 +202,9 @@ async fn neg_failure_after_rewrite_names_the_rewritten_request() {
         let (mut s, _) = host.accept().await.unwrap();
         read_n(&mut s, n).await;
         // RDP_NEG_FAILURE HYBRID_REQUIRED_BY_SERVER (5).
-        let mut f = vec![0x03, 0x00, 0x00, 0x13, 0x0e, 0xd0, 0, 0, 0, 0, 0, 0x03, 0, 0x08, 0];
+        let mut f = vec![
+            0x03, 0x00, 0x00, 0x13, 0x0e, 0xd0, 0, 0, 0, 0, 0, 0x03, 0, 0x08, 0,
+        ];
         f.extend_from_slice(&5_u32.to_le_bytes());
         s.write_all(&f).await.unwrap();
     });
@@ -189,9 +212,16 @@ async fn neg_failure_after_rewrite_names_the_rewritten_request() {
     c.write_all(&request).await.unwrap();
     read_n(&mut c, 19).await;
     drop(c);
-    let r = tokio::time::timeout(GUARD, reports.recv()).await.unwrap().unwrap();
+    let r = tokio::time::timeout(GUARD, reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.verdict.cause, "nego.hybrid_required_by_server");
-    assert!(r.verdict.summary.contains("rewritten request SSL(0x1)"), "{}", r.verdict.summary);
+    assert!(
+        r.verdict.summary.contains("rewritten request SSL(0x1)"),
+        "{}",
+        r.verdict.summary
+    );
     let x = r.verdict.experiment.as_ref().unwrap();
     assert!(x.conclusion.contains("insists on NLA"), "{}", x.conclusion);
 }

@@ -351,7 +351,20 @@ fn rewrite_cr(pdu: &[u8], setup: &mut ExperimentSetup, ctx: &ConnCtx) -> Option<
     };
     let orig = cr.requested();
     setup.original = Some(orig);
-    let to = match plan(orig, cfg.security, cfg.fresh_cert.is_some()) {
+    let planned = plan(orig, cfg.security, cfg.fresh_cert.is_some());
+    let forwarded = match &planned {
+        Ok(Some(to)) => *to,
+        _ => orig,
+    };
+    if cfg.fresh_cert.is_some() && forwarded.uses_credssp() {
+        setup.notes.push("NLA cannot succeed through --fresh-cert: CredSSP's pubKeyAuth binds the TLS server key, and the client sees rdpdiag's key while the host checks its own".to_owned());
+    } else if cfg.fresh_cert.is_some() && orig.uses_credssp() {
+        setup.notes.push(
+            "NLA removed for --fresh-cert: the user logs on at the host's own logon screen"
+                .to_owned(),
+        );
+    }
+    let to = match planned {
         Ok(Some(to)) => to,
         Ok(None) => return None,
         Err(why) => {
@@ -366,14 +379,6 @@ fn rewrite_cr(pdu: &[u8], setup: &mut ExperimentSetup, ctx: &ConnCtx) -> Option<
     tracing::info!(from = %orig, to = %to, "Rewrote requestedProtocols");
     setup.rewritten = Some(to);
     setup.echo = Echo::Pending;
-    if to.uses_credssp() && cfg.fresh_cert.is_some() {
-        setup.notes.push("NLA cannot succeed through --fresh-cert: CredSSP's pubKeyAuth binds the TLS server key".to_owned());
-    } else if cfg.fresh_cert.is_some() && orig.uses_credssp() && !to.uses_credssp() {
-        setup.notes.push(
-            "NLA removed for --fresh-cert: the user logs on at the host's own logon screen"
-                .to_owned(),
-        );
-    }
     Some(out)
 }
 
