@@ -255,3 +255,73 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{CloseKind, Micros, SessionConfig};
+
+    fn records(mut rest: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Ok(Some((h, _))) = crate::wire::tls::split_record(rest) {
+            let n = h.total_len();
+            out.push(rest[..n].to_vec());
+            rest = &rest[n..];
+        }
+        out
+    }
+
+    fn app(len: u16) -> Vec<u8> {
+        let mut r = vec![23, 3, 3];
+        r.extend_from_slice(&len.to_be_bytes());
+        r.resize(5 + usize::from(len), 0xaa);
+        r
+    }
+
+    /// `--security tls` without `--fresh-cert`: TLS (zeek_no_cookie handshake), the client's
+    /// Connect-Initial, the host's Connect-Response, then the client closes: it detected the
+    /// rewrite in the encrypted echo.
+    #[test]
+    fn client_closing_after_encrypted_connect_response_detected_the_rewrite() {
+        let c = records(include_bytes!(
+            "../../../tests/fixtures/tls/zeek_no_cookie.client.bin"
+        ));
+        let s = records(include_bytes!(
+            "../../../tests/fixtures/tls/zeek_no_cookie.server.bin"
+        ));
+        let at = Micros::from_millis;
+        let mut sess = Session::new(SessionConfig::default());
+        sess.set_experiment(ExperimentSetup {
+            security: true,
+            original: Some(Protocols(0x3)),
+            rewritten: Some(Protocols::SSL),
+            echo: Echo::Unpatchable,
+            ..ExperimentSetup::default()
+        });
+        sess.on_connect_result(Ok(()), at(0));
+        // The client's original request (SSL|HYBRID), the host selecting SSL.
+        let cr = hex::decode("030000130ee000000000000100080003000000").unwrap();
+        let cc = hex::decode("030000130ed000001234000200080001000000").unwrap();
+        sess.feed(Direction::ClientToHost, &cr, at(1));
+        sess.feed(Direction::HostToClient, &cc, at(2));
+        sess.feed(Direction::ClientToHost, &c[0], at(3));
+        for r in s.iter().take_while(|r| r[0] == 22) {
+            sess.feed(Direction::HostToClient, r, at(4));
+        }
+        for r in &c[1..] {
+            sess.feed(Direction::ClientToHost, r, at(5));
+        }
+        for r in s.iter().skip_while(|r| r[0] == 22) {
+            sess.feed(Direction::HostToClient, r, at(6));
+        }
+        sess.feed(Direction::ClientToHost, &app(420), at(7)); // Connect-Initial
+        sess.feed(Direction::HostToClient, &app(330), at(8)); // Connect-Response
+        sess.on_close(Side::Client, CloseKind::Fin, at(9));
+        let v = sess.verdict();
+        assert_eq!(v.cause, "experiment.client_detected_rewrite", "{v:#?}");
+        assert_eq!(v.outcome, Outcome::Failed);
+        let x = v.experiment.unwrap();
+        assert!(x.conclusion.contains("--fresh-cert"), "{}", x.conclusion);
+        assert!(x.echo.unwrap().contains("may detect"));
+    }
+}
