@@ -57,8 +57,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
     }
 }
 
-/// A certificate and its private key.
-#[derive(Debug)]
+/// A certificate and its private key (`Debug` leaves the key out).
 pub struct Issued {
     pub cert_der: CertificateDer<'static>,
     pub cert_pem: String,
@@ -66,6 +65,16 @@ pub struct Issued {
     pub key_pem: String,
     /// The issuing CA's certificate when signed by a CA (sent as the chain's second element).
     pub ca_der: Option<CertificateDer<'static>>,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("cert_pem", &self.cert_pem)
+            .field("key", &"<redacted>")
+            .field("signed_by_ca", &self.ca_der.is_some())
+            .finish()
+    }
 }
 
 impl Issued {
@@ -89,12 +98,20 @@ impl Issued {
     }
 }
 
-/// A local CA (`rdpdiag cert ca`).
-#[derive(Debug)]
+/// A local CA (`rdpdiag cert ca`). `Debug` leaves the key out.
 pub struct Ca {
     key: KeyPair,
     pub cert_der: CertificateDer<'static>,
     pub cert_pem: String,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca")
+            .field("cert_pem", &self.cert_pem)
+            .field("key", &"<redacted>")
+            .finish()
+    }
 }
 
 fn ca_params() -> CertificateParams {
@@ -299,6 +316,7 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(crt.exists());
+        assert!(!format!("{ca:?}").contains("PRIVATE KEY"));
         let loaded = Ca::load(dir.path()).unwrap();
         assert_eq!(loaded.cert_der, ca.cert_der);
         let leaf = fresh("host", Some(&loaded)).unwrap();

@@ -201,6 +201,11 @@ impl Session {
             };
             return format!("{offered} the host refused with {code}: {meaning}");
         }
+        if d.cause == "nego.client_refused_selected_protocol" {
+            return format!(
+                "{offered} the host selected what rdpdiag asked for, but the client refused it: the client itself insists on {orig}; change the client's setting instead of rewriting"
+            );
+        }
         let layer = if removed.uses_credssp() && removed.contains(Protocols::SSL) {
             "TLS or CredSSP (NLA) (re-run with --security no-nla to tell them apart)"
         } else if removed.uses_credssp() {
