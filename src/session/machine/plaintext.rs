@@ -446,3 +446,84 @@ fn eua_name(v: u32) -> String {
         _ => format!("0x{v:08X}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{CloseKind, ExperimentSetup, SessionConfig};
+
+    fn ts(fields: &[u8]) -> Vec<u8> {
+        // SEQUENCE { [0] INTEGER 6, fields... }
+        let mut b = vec![0x30, 0, 0xa0, 0x03, 0x02, 0x01, 0x06];
+        b.extend_from_slice(fields);
+        b[1] = u8::try_from(b.len() - 2).unwrap();
+        b
+    }
+
+    fn terminated(selected: u8) -> Session {
+        let at = Micros::from_millis;
+        let mut s = Session::new(SessionConfig::default());
+        s.set_experiment(ExperimentSetup {
+            fresh_cert: true,
+            ..ExperimentSetup::default()
+        });
+        s.on_connect_result(Ok(()), at(0));
+        let cr = hex::decode("030000130ee00000000000010008000b000000").unwrap();
+        let mut cc = hex::decode("030000130ed000001234000200080000000000").unwrap();
+        cc[15] = selected;
+        s.feed(Direction::ClientToHost, &cr, at(1));
+        s.feed(Direction::HostToClient, &cc, at(2));
+        let host = HostTls {
+            version: "TLS 1.3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+            chain: Vec::new(),
+        };
+        s.on_host_tls(Ok(host), at(3));
+        s.on_client_tls(Ok(("TLS 1.3".into(), "x".into())), at(4));
+        s
+    }
+
+    /// HYBRID_EX: NEGOTIATE, CHALLENGE, credentials, then the host's 4-byte Early User
+    /// Authorization Result ACCESS_DENIED, read from the plaintext (split across feeds).
+    #[test]
+    fn early_user_authorization_denied_is_exact() {
+        let at = Micros::from_millis;
+        let mut s = terminated(8);
+        let mut ntlm = b"NTLMSSP\0".to_vec();
+        ntlm.extend_from_slice(&1_u32.to_le_bytes());
+        let mut tokens = vec![0xa1, u8::try_from(ntlm.len()).unwrap()];
+        tokens.extend(&ntlm);
+        s.feed_plaintext(Direction::ClientToHost, &ts(&tokens), at(5));
+        s.feed_plaintext(Direction::HostToClient, &ts(&tokens), at(6));
+        let auth = ts(&[0xa2, 0x04, 0x04, 0x02, 0xde, 0xad]);
+        s.feed_plaintext(Direction::ClientToHost, &auth[..3], at(7));
+        s.feed_plaintext(Direction::ClientToHost, &auth[3..], at(7));
+        s.feed_plaintext(Direction::HostToClient, &[5, 0], at(8));
+        s.feed_plaintext(Direction::HostToClient, &[0, 0], at(8));
+        s.on_close(Side::Host, CloseKind::Fin, at(9));
+        let v = s.verdict();
+        assert_eq!(v.cause, "early_auth.denied", "{v:#?}");
+        assert!(!v.inferred);
+        assert_eq!(v.phase_reached, Phase::EarlyUserAuth);
+        assert!(v.summary.contains("ACCESS_DENIED"));
+    }
+
+    /// A TLS (SSL) session through terminated TLS: the Connect-Initial and Connect-Response are
+    /// read in clear, the MCS facts are exact.
+    #[test]
+    fn mcs_inside_terminated_tls_is_decoded() {
+        let at = Micros::from_millis;
+        let mut s = terminated(1);
+        let ci = include_bytes!("../../../tests/fixtures/mcs/testbed_xfreerdp_connect_initial.bin");
+        let resp =
+            include_bytes!("../../../tests/fixtures/mcs/zeek_proprietary_connect_response.bin");
+        s.feed_plaintext(Direction::ClientToHost, ci, at(5));
+        s.feed_plaintext(Direction::HostToClient, resp, at(6));
+        assert_eq!(s.phase(), Phase::Licensing);
+        let v = s.verdict();
+        assert!(v.facts.client_name.is_some(), "{v:#?}");
+        assert_eq!(v.outcome, Outcome::Unknown);
+        s.on_close(Side::Host, CloseKind::Fin, at(7));
+        assert_eq!(s.verdict().cause, "mcs.host_disconnected");
+    }
+}
