@@ -8,6 +8,7 @@
 //! come back to `serve` and into `ConnectionReport::tls_keylog` (for `--keylog` and the recorder).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
@@ -185,9 +186,10 @@ pub(super) async fn serve(
     (c, s, keylog.contents())
 }
 
-/// Relays plain text both ways until both directions end, feeding the session and patching the
-/// echo once. Writes happen inline (one direction waits while the other writes): fine for the
-/// negotiation, not a hot path.
+/// Relays plain text both ways until both directions end (or one resets, or a phase stalls),
+/// feeding the session and patching the echo once. Each direction runs on its own (a blocked
+/// write in one never stops the other); the session is shared through a lock held only while
+/// feeding (no await inside).
 async fn plaintext_relay<C, H>(
     client: C,
     host: H,
@@ -202,95 +204,122 @@ where
 {
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut hr, mut hw) = tokio::io::split(host);
-    let (mut c_eof, mut h_eof) = (false, false);
-    let (mut to_host, mut to_client) = (0_u64, 0_u64);
-    let mut cb = vec![0_u8; 16 * 1024];
-    let mut hb = vec![0_u8; 16 * 1024];
-    // Host bytes held while the echo in the Connect-Response is still to be patched.
-    let mut held: Vec<u8> = Vec::new();
-    while !(c_eof && h_eof) {
-        let read = async {
-            tokio::select! {
-                r = cr.read(&mut cb), if !c_eof => (Direction::ClientToHost, r),
-                r = hr.read(&mut hb), if !h_eof => (Direction::HostToClient, r),
-            }
-        };
-        let (dir, r) = match tokio::time::timeout(timeout, read).await {
-            Ok(x) => x,
-            Err(_) => {
-                if session.tick(clock.now()) {
-                    return (to_host, to_client);
-                }
-                continue;
-            }
-        };
-        let n = match r {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::debug!(error = %e, ?dir, "TLS leg ended with an error");
-                session.on_close(dir.sender(), CloseKind::Rst, clock.now());
-                return (to_host, to_client);
-            }
-        };
-        let at = clock.now();
-        if n == 0 {
-            session.on_close(dir.sender(), CloseKind::Fin, at);
-            let shut = match dir {
-                Direction::ClientToHost => {
-                    c_eof = true;
-                    hw.shutdown().await
-                }
-                Direction::HostToClient => {
-                    h_eof = true;
-                    if !held.is_empty() {
-                        if let Err(e) = cw.write_all(&held).await {
-                            tracing::debug!(error = %e, "Client gone");
-                        }
-                        to_client += held.len() as u64;
-                        held.clear();
-                    }
-                    cw.shutdown().await
+    let session = std::sync::Mutex::new(session);
+    let to_host = AtomicU64::new(0);
+    let to_client = AtomicU64::new(0);
+    let with = |f: &mut dyn FnMut(&mut Session)| match session.lock() {
+        Ok(mut s) => f(&mut s),
+        Err(poisoned) => f(&mut poisoned.into_inner()),
+    };
+    let c2s = async {
+        let mut buf = vec![0_u8; 16 * 1024];
+        loop {
+            let n = match cr.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(error = %e, "Client TLS leg ended with an error");
+                    with(&mut |s| s.on_close(Side::Client, CloseKind::Rst, clock.now()));
+                    return false;
                 }
             };
-            if let Err(e) = shut {
-                tracing::debug!(error = %e, "Half-close not propagated");
+            if n == 0 {
+                with(&mut |s| s.on_close(Side::Client, CloseKind::Fin, clock.now()));
+                if let Err(e) = hw.shutdown().await {
+                    tracing::debug!(error = %e, "Half-close not propagated");
+                }
+                return true;
             }
-            continue;
+            let chunk = buf.get(..n).unwrap_or_default();
+            with(&mut |s| {
+                if !s.inspection_done() {
+                    s.feed_plaintext(Direction::ClientToHost, chunk, clock.now());
+                }
+            });
+            if let Err(e) = hw.write_all(chunk).await {
+                tracing::debug!(error = %e, "Host TLS leg write failed");
+                with(&mut |s| s.on_close(Side::Host, CloseKind::Rst, clock.now()));
+                return false;
+            }
+            to_host.fetch_add(n as u64, Ordering::Relaxed);
         }
-        let inspecting = !session.inspection_done();
-        let written = match dir {
-            Direction::ClientToHost => {
-                let chunk = cb.get(..n).unwrap_or_default();
-                if inspecting {
-                    session.feed_plaintext(dir, chunk, at);
+    };
+    let s2c = async {
+        let mut buf = vec![0_u8; 16 * 1024];
+        // Host bytes held while the echo in the Connect-Response is still to be patched.
+        let mut held: Vec<u8> = Vec::new();
+        loop {
+            let n = match hr.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(error = %e, "Host TLS leg ended with an error");
+                    with(&mut |s| s.on_close(Side::Host, CloseKind::Rst, clock.now()));
+                    return false;
                 }
-                to_host += n as u64;
-                hw.write_all(chunk).await
-            }
-            Direction::HostToClient => {
-                let chunk = hb.get(..n).unwrap_or_default();
-                if inspecting {
-                    session.feed_plaintext(dir, chunk, at);
-                }
+            };
+            let chunk = buf.get(..n).unwrap_or_default();
+            let out = if n == 0 {
+                std::mem::take(&mut held)
+            } else {
+                with(&mut |s| {
+                    if !s.inspection_done() {
+                        s.feed_plaintext(Direction::HostToClient, chunk, clock.now());
+                    }
+                });
                 if setup.echo == Echo::Pending {
                     held.extend_from_slice(chunk);
-                    let out = release(&mut held, setup, session);
-                    to_client += out.len() as u64;
-                    cw.write_all(&out).await
+                    let mut out = Vec::new();
+                    with(&mut |s| out = release(&mut held, setup, s));
+                    out
                 } else {
-                    to_client += n as u64;
-                    cw.write_all(chunk).await
+                    chunk.to_vec()
                 }
+            };
+            if let Err(e) = cw.write_all(&out).await {
+                tracing::debug!(error = %e, "Client TLS leg write failed");
+                with(&mut |s| s.on_close(Side::Client, CloseKind::Rst, clock.now()));
+                return false;
             }
-        };
-        if let Err(e) = written {
-            let side = dir.reverse().sender();
-            tracing::debug!(error = %e, side = side.name(), "Write failed");
-            session.on_close(side, CloseKind::Rst, clock.now());
-            return (to_host, to_client);
+            to_client.fetch_add(out.len() as u64, Ordering::Relaxed);
+            if n == 0 {
+                with(&mut |s| s.on_close(Side::Host, CloseKind::Fin, clock.now()));
+                if let Err(e) = cw.shutdown().await {
+                    tracing::debug!(error = %e, "Half-close not propagated");
+                }
+                return true;
+            }
+        }
+    };
+    // The session decides when a phase has stalled; look at it every so often.
+    let stalled = async {
+        let every = timeout.min(Duration::from_secs(1));
+        loop {
+            tokio::time::sleep(every).await;
+            let mut stop = false;
+            with(&mut |s| stop = s.tick(clock.now()));
+            if stop {
+                return;
+            }
+        }
+    };
+    tokio::pin!(c2s, s2c, stalled);
+    let (mut c_done, mut s_done) = (false, false);
+    while !(c_done && s_done) {
+        tokio::select! {
+            ok = &mut c2s, if !c_done => {
+                c_done = true;
+                if !ok { break; }
+            }
+            ok = &mut s2c, if !s_done => {
+                s_done = true;
+                if !ok { break; }
+            }
+            () = &mut stalled => break,
         }
     }
-    (to_host, to_client)
+    (
+        to_host.load(Ordering::Relaxed),
+        to_client.load(Ordering::Relaxed),
+    )
 }
 
 /// Takes from `held` what may go to the client now: whole TPKTs (the Connect-Response patched),
