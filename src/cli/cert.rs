@@ -134,9 +134,23 @@ const CR_SSL: [u8; 19] = [
     0x00, // RDP_NEG_REQ: type 1, flags, length 8, SSL
 ];
 
-/// Asks the host for TLS and returns the certificate chain it presents (TLS 1.2, any
-/// certificate accepted).
+/// Asks the host for TLS and returns the certificate chain it presents (TLS 1.2, where the
+/// certificate travels in clear as it does for most RDP clients; TLS 1.3 for a host that speaks
+/// nothing else). Any certificate is accepted.
 async fn fetch_chain(host: &str, port: u16) -> anyhow::Result<Vec<Vec<u8>>> {
+    match fetch_chain_with(host, port, &rustls::version::TLS12).await {
+        Ok(chain) => Ok(chain),
+        Err(e12) => fetch_chain_with(host, port, &rustls::version::TLS13)
+            .await
+            .map_err(|e13| anyhow::anyhow!("TLS 1.2: {e12:#}; TLS 1.3: {e13:#}")),
+    }
+}
+
+async fn fetch_chain_with(
+    host: &str,
+    port: u16,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> anyhow::Result<Vec<Vec<u8>>> {
     let limit = Duration::from_secs(10);
     let mut tcp = tokio::time::timeout(limit, TcpStream::connect((host, port)))
         .await
@@ -168,7 +182,7 @@ async fn fetch_chain(host: &str, port: u16) -> anyhow::Result<Vec<Vec<u8>>> {
     }
     let verifier = Arc::new(RecordingVerifier::new(crate::tls::provider()));
     let cfg = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS12])?
+        .with_protocol_versions(&[version])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::clone(&verifier) as _)
         .with_no_client_auth();

@@ -1067,10 +1067,11 @@ impl Session {
                 at,
                 "close",
                 format!(
-                    "{} sent {} after {} byte(s)",
+                    "{} sent {} after {} byte(s){}",
                     side.name(),
                     kind.name().to_uppercase(),
-                    pos
+                    pos,
+                    self.plaintext_note(dir)
                 ),
             ));
         }

@@ -422,6 +422,17 @@ impl Session {
         }
     }
 
+    /// For close evidence under terminated TLS: the decrypted bytes that direction carried.
+    pub(super) fn plaintext_note(&self, dir: Direction) -> String {
+        match &self.term {
+            Some(t) => {
+                let n = t.offset[dir].saturating_add(t.pending[dir].len() as u64);
+                format!(" in clear, then {n} decrypted byte(s) through rdpdiag's TLS")
+            }
+            None => String::new(),
+        }
+    }
+
     /// `--fresh-cert` with NLA left in the request: CredSSP is bound to fail.
     pub(super) fn fresh_cert_keeps_nla(&self) -> bool {
         self.experiment.as_ref().is_some_and(|e| e.fresh_cert)
