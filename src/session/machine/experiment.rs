@@ -233,6 +233,17 @@ impl Session {
         if d.cause == "experiment.nla_key_binding" {
             return "NLA was kept, so CredSSP failed at the key binding as expected through --fresh-cert: drop NLA (default) to test the certificate".to_owned();
         }
+        if let Some((_, _, cc)) = &self.cc
+            && let Some(NegData::Failure { code, .. }) = &cc.neg
+        {
+            return if *code == FailureCode::HYBRID_REQUIRED_BY_SERVER {
+                "the host requires NLA, which cannot pass --fresh-cert (CredSSP binds the host's own key): judge its certificate with rdpdiag cert inspect HOST instead".to_owned()
+            } else {
+                format!(
+                    "the host refused the negotiation ({code}) before any certificate was involved"
+                )
+            };
+        }
         if !self.tls.done {
             if self.term.is_none() {
                 return "TLS was not selected, so no certificate was involved".to_owned();
