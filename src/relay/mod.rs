@@ -373,45 +373,49 @@ async fn serve(
             tracing::debug!(error = %e, "Client reset while connecting");
             session.on_close(Side::Client, CloseKind::Rst, clock.now());
         }
+        // `--security` / `--fresh-cert`: the experiment's own relay (`rewrite.rs`).
+        Connected::Host(host) if cfg.security.is_some() || cfg.fresh_cert.is_some() => {
+            session.on_connect_result(Ok(()), clock.now());
+            if let Err(e) = host.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY failed");
+            }
+            host_addr = host.peer_addr().ok().map(|a| a.to_string());
+            let (c, s, keylog) = rewrite::serve(client, host, c2s, &mut session, clock, ctx).await;
+            bytes = (c, s);
+            tls_keylog = keylog;
+        }
         Connected::Host(host) => {
             session.on_connect_result(Ok(()), clock.now());
             if let Err(e) = host.set_nodelay(true) {
                 tracing::debug!(error = %e, "TCP_NODELAY failed");
             }
             host_addr = host.peer_addr().ok().map(|a| a.to_string());
-            if cfg.security.is_some() || cfg.fresh_cert.is_some() {
-                let (c, s, keylog) =
-                    rewrite::serve(client, host, c2s, &mut session, clock, ctx).await;
-                bytes = (c, s);
-                tls_keylog = keylog;
-            } else {
-                // What the client sent meanwhile reaches the host now: the session sees it then.
-                let early = c2s.pending();
-                if !early.is_empty() {
-                    session.feed(Direction::ClientToHost, early, clock.now());
+            // What the client sent meanwhile reaches the host now: the session sees it then.
+            let early = c2s.pending();
+            if !early.is_empty() {
+                session.feed(Direction::ClientToHost, early, clock.now());
+            }
+            let fed = early.len() as u64;
+            if c2s.eof {
+                session.on_close(Side::Client, CloseKind::Fin, clock.now());
+            }
+            let mut relay = Relay::new(client, host, c2s);
+            let inspected =
+                inspect::inspect(&mut relay, &mut session, clock, fed, cfg.inspect_limit).await;
+            match inspected {
+                Inspected::Done => {}
+                Inspected::Stalled => {
+                    tracing::info!(phase = %session.phase(), "Phase stalled; ending the connection");
                 }
-                let fed = early.len() as u64;
-                if c2s.eof {
-                    session.on_close(Side::Client, CloseKind::Fin, clock.now());
+                Inspected::HandOff => {
+                    tracing::debug!(phase = %session.phase(), "Inspection over; relaying");
+                    let on_close = |side: Side, kind| session.on_close(side, kind, clock.now());
+                    hot_path(&mut relay, cfg.hot_path, on_close).await;
                 }
-                let mut relay = Relay::new(client, host, c2s);
-                let inspected =
-                    inspect::inspect(&mut relay, &mut session, clock, fed, cfg.inspect_limit).await;
-                match inspected {
-                    Inspected::Done => {}
-                    Inspected::Stalled => {
-                        tracing::info!(phase = %session.phase(), "Phase stalled; ending the connection");
-                    }
-                    Inspected::HandOff => {
-                        tracing::debug!(phase = %session.phase(), "Inspection over; relaying");
-                        let on_close = |side: Side, kind| session.on_close(side, kind, clock.now());
-                        hot_path(&mut relay, cfg.hot_path, on_close).await;
-                    }
-                }
-                bytes = (relay.c2s.bytes, relay.s2c.bytes);
-                if inspected == Inspected::Stalled {
-                    relay.abort();
-                }
+            }
+            bytes = (relay.c2s.bytes, relay.s2c.bytes);
+            if inspected == Inspected::Stalled {
+                relay.abort();
             }
         }
     }

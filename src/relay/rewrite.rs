@@ -142,6 +142,8 @@ pub(super) async fn serve(
         ..ExperimentSetup::default()
     };
     session.set_experiment(setup.clone());
+    // A FIN that came with the early bytes is reported once those bytes are fed.
+    let mut early_fin = early.eof;
     let mut c2s = Held {
         buf: early.pending().to_vec(),
         eof: early.eof,
@@ -168,6 +170,9 @@ pub(super) async fn serve(
         .await;
         if let Err(e) = step {
             break fail(session, Side::Host, &e, clock, &client, &host);
+        }
+        if std::mem::take(&mut early_fin) {
+            session.on_close(Side::Client, CloseKind::Fin, clock.now());
         }
         let step = forward_host(
             &mut s2c,
