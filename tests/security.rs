@@ -225,3 +225,57 @@ async fn neg_failure_after_rewrite_names_the_rewritten_request() {
     let x = r.verdict.experiment.as_ref().unwrap();
     assert!(x.conclusion.contains("insists on NLA"), "{}", x.conclusion);
 }
+
+/// `--security tls` when the host selects TLS (not terminated): after the rewrite every byte
+/// passes unchanged both ways (TLS records are opaque here), and the verdict warns that the echo
+/// could not be patched.
+#[tokio::test]
+async fn after_the_rewrite_tls_bytes_pass_unchanged() {
+    let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, mut reports) = proxy(host.local_addr().unwrap(), SecurityRewrite::Tls).await;
+    let request = cr("dave", Some(0x3));
+    let n = request.len();
+    // Not valid TLS: the relay must not care.
+    let up: Vec<u8> = (0..100_000_u32).map(|i| (i % 251) as u8).collect();
+    let down: Vec<u8> = (0..150_000_u32).map(|i| (i % 241) as u8).collect();
+    let (up2, down2) = (up.clone(), down.clone());
+    let host_task = tokio::spawn(async move {
+        let (mut s, _) = host.accept().await.unwrap();
+        let got = read_n(&mut s, n).await;
+        assert_eq!(&got[got.len() - 4..], &1_u32.to_le_bytes());
+        s.write_all(&cc(1)).await.unwrap();
+        let (mut r, mut w) = s.into_split();
+        let writer = tokio::spawn(async move {
+            w.write_all(&down2).await.unwrap();
+            w.shutdown().await.unwrap();
+        });
+        let mut got_up = Vec::new();
+        r.read_to_end(&mut got_up).await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(got_up, up2);
+    });
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(&request).await.unwrap();
+    assert_eq!(read_n(&mut c, 19).await, cc(1));
+    let (mut r, mut w) = c.into_split();
+    let writer = tokio::spawn(async move {
+        w.write_all(&up).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut got_down = Vec::new();
+    tokio::time::timeout(GUARD, r.read_to_end(&mut got_down))
+        .await
+        .unwrap()
+        .unwrap();
+    writer.await.unwrap();
+    assert_eq!(got_down, down);
+    host_task.await.unwrap();
+    let r = tokio::time::timeout(GUARD, reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.bytes_client_to_host, n as u64 + 100_000);
+    assert_eq!(r.bytes_host_to_client, 19 + 150_000);
+    let x = r.verdict.experiment.as_ref().unwrap();
+    assert!(x.echo.as_deref().unwrap().contains("may detect"), "{x:?}");
+}
