@@ -29,3 +29,4 @@ pub mod report;
 
 /// Simulated RDP hosts and clients, the scenario table and `rdpdiag demo` (I/O shell).
 pub mod sim;
+pub mod tls;

@@ -385,6 +385,7 @@ impl Trace {
             bytes_host_to_client: self.bytes_host_to_client,
             verdict: self.verdict.clone(),
             events: Vec::new(),
+            tls_keylog: None,
         }
     }
 }

@@ -431,6 +431,7 @@ mod tests {
             bytes_host_to_client: 0,
             verdict: Session::new(SessionConfig::default()).verdict(),
             events: Vec::new(),
+            tls_keylog: None,
         }
     }
 
