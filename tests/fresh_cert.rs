@@ -179,7 +179,7 @@ async fn expired_host_certificate_is_the_cause_tls13_client() {
         "{}",
         x.conclusion
     );
-    assert!(r.verdict.phase_reached >= rdpdiag::session::Phase::Licensing);
+    assert!(r.verdict.phase_reached >= rdpdiag::session::Phase::Mcs);
     let keylog = r.tls_keylog.as_deref().unwrap();
     assert!(keylog.contains("CLIENT_TRAFFIC_SECRET_0"), "{keylog}");
     assert!(render_text(&r).contains("TLS terminated by rdpdiag"));

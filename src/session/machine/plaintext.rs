@@ -530,7 +530,8 @@ mod tests {
             include_bytes!("../../../tests/fixtures/mcs/zeek_proprietary_connect_response.bin");
         s.feed_plaintext(Direction::ClientToHost, ci, at(5));
         s.feed_plaintext(Direction::HostToClient, resp, at(6));
-        assert_eq!(s.phase(), Phase::Licensing);
+        // Licensing starts with the first PDU after the Connect-Response.
+        assert_eq!(s.phase(), Phase::Mcs);
         let v = s.verdict();
         assert!(v.facts.client_name.is_some(), "{v:#?}");
         assert_eq!(v.outcome, Outcome::Unknown);
