@@ -69,6 +69,8 @@ struct TlsState {
     server_hello: Option<ServerHello>,
     server_hello_at: Option<(u64, Micros)>,
     chain: Vec<CertSummary>,
+    /// Where the Certificate message was (offset, time).
+    chain_at: Option<(u64, Micros)>,
     tls13: bool,
     /// Per direction (client, host): records are encrypted from now on.
     encrypted: PerDir<bool>,
@@ -613,6 +615,7 @@ impl Session {
                         .filter_map(|d| x509::summarize(d).ok())
                         .collect();
                     self.tls.chain = chain.clone();
+                    self.tls.chain_at = Some((offset, at));
                     self.push(
                         at,
                         Some(dir),
@@ -1811,8 +1814,8 @@ impl Session {
             let problems = self.cert_problems();
             d.evidence.push(ev(
                 Some(Direction::HostToClient),
-                None,
-                Micros::ZERO,
+                self.tls.chain_at.map(|c| c.0),
+                self.tls.chain_at.map_or(Micros::ZERO, |c| c.1),
                 "TLS Certificate (leaf)",
                 leaf.one_line(),
             ));
