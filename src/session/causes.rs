@@ -477,3 +477,19 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod readme {
+    /// Every cause id is documented in the README's cause table.
+    #[test]
+    fn readme_documents_every_cause() {
+        let readme = include_str!("../../README.md");
+        for c in super::CAUSES {
+            assert!(
+                readme.contains(&format!("| `{}` |", c.id)),
+                "README lacks cause {}",
+                c.id
+            );
+        }
+    }
+}
