@@ -52,10 +52,38 @@ impl Default for SessionConfig {
     }
 }
 
-/// Application records after the MCS Connect-Response, per direction, from which the session
-/// counts as active (licensing, capabilities and finalization are 8+ PDUs each way; xfreerdp's
-/// `/auth-only` against xrdp reaches CONNECTION_STATE_ACTIVE with more than this).
-const ACTIVE_AFTER_RECORDS: u32 = 4;
+/// A PDU after the Connect-Response at least this large (plaintext bytes) is one of the big
+/// ones of the connection sequence: Client Info, Demand Active, Confirm Active (MS-RDPBCGR
+/// 1.3.1.1); channel joins, synchronize and control PDUs are a few dozen bytes.
+const LARGE_PDU: usize = 200;
+
+/// When the session counts as active: after the Connect-Response, the client's Client Info (large),
+/// then the host's Demand Active (large), then the client's Confirm Active (large), then two
+/// more host PDUs (synchronize / control / font map). Channel joins alone never get there
+/// (measured on xrdp and FreeRDP through TLS and Standard RDP Security: testbed captures).
+#[derive(Debug, Default, Clone, Copy)]
+struct Finalization {
+    /// 0 await Client Info, 1 await Demand Active, 2 await Confirm Active, 3 count host PDUs.
+    stage: u8,
+    host_after_confirm: u32,
+}
+
+impl Finalization {
+    /// One PDU (or record) after the Connect-Response; true once the session is active.
+    fn step(&mut self, dir: Direction, size: usize) -> bool {
+        let large = size >= LARGE_PDU;
+        match (self.stage, dir) {
+            (0, Direction::ClientToHost) if large => self.stage = 1,
+            (1, Direction::HostToClient) if large => self.stage = 2,
+            (2, Direction::ClientToHost) if large => self.stage = 3,
+            (3, Direction::HostToClient) => {
+                self.host_after_confirm = self.host_after_confirm.saturating_add(1);
+            }
+            _ => {}
+        }
+        self.stage == 3 && self.host_after_confirm >= 2
+    }
+}
 
 /// Upper bound of an Early User Authorization record's plaintext estimate (4 bytes + slack for
 /// CBC padding).
@@ -85,6 +113,8 @@ struct TlsState {
     app_records: PerDir<u32>,
     /// TLS 1.3 server records before the client's first application record (session tickets).
     tickets: u32,
+    /// Progress of the connection finalization (records through TLS).
+    finalization: Finalization,
     /// Last record each direction: (offset, content type, length, at).
     last_record: PerDir<Option<(u64, u8, u16, Micros)>>,
 }
@@ -110,6 +140,8 @@ struct McsState {
     disconnect: Option<(Direction, u64, Micros, u8)>,
     /// TPKT PDUs after the Connect-Response, per direction.
     after_response: PerDir<u32>,
+    /// Progress of the connection finalization (clear PDUs).
+    finalization: Finalization,
 }
 
 /// What the credssp/MCS accounting inferred each application record to be.
@@ -436,6 +468,17 @@ impl Session {
                     self.mcs.disconnect = Some((dir, offset, at, *reason));
                 }
             }
+            McsPdu::SendDataRequest { data_len, .. }
+            | McsPdu::SendDataIndication { data_len, .. } => {
+                let len = *data_len;
+                self.count_after_response(dir);
+                if self.mcs.response.is_some() && self.mcs.finalization.step(dir, len) {
+                    self.push(at, Some(dir), Some(offset), EventKind::Mcs { pdu });
+                    self.enter(Phase::Licensing, at);
+                    self.enter(Phase::Active, at);
+                    return;
+                }
+            }
             _ => self.count_after_response(dir),
         }
         self.push(at, Some(dir), Some(offset), EventKind::Mcs { pdu });
@@ -446,10 +489,6 @@ impl Session {
         {
             // Licensing (and what follows) starts with the first PDU after the Connect-Response.
             self.enter(Phase::Licensing, at);
-            let PerDir { client: c, host: s } = self.mcs.after_response;
-            if c >= ACTIVE_AFTER_RECORDS && s >= ACTIVE_AFTER_RECORDS {
-                self.enter(Phase::Active, at);
-            }
         }
     }
 
@@ -833,10 +872,10 @@ impl Session {
                 .count();
             if c + s > 0 {
                 self.enter(Phase::Licensing, at);
-            }
-            let need = ACTIVE_AFTER_RECORDS as usize;
-            if c >= need && s >= need {
-                self.enter(Phase::Active, at);
+                let size = usize::from(self.plaintext_estimate(len));
+                if self.tls.finalization.step(dir, size) {
+                    self.enter(Phase::Active, at);
+                }
             }
         }
     }
@@ -1715,6 +1754,19 @@ impl Session {
                 d.inferred = self.tls.chain.is_empty();
                 let _ = at;
                 d
+            }
+            Some((Side::Client, _, at))
+                if !server_spoke
+                    && self
+                        .tls
+                        .client_hello_at
+                        .is_some_and(|(_, ch)| at.saturating_sub(ch) >= self.cfg.answer_wait) =>
+            {
+                let waited = self
+                    .tls
+                    .client_hello_at
+                    .map_or(Micros::ZERO, |(_, ch)| at.saturating_sub(ch));
+                self.draft("stall", Outcome::Failed, format!("the host did not answer the TLS ClientHello; the client gave up after {:.1} s (a PMTU black hole or a stuck middlebox drops the host's flight; a hung TLS stack)", waited.as_secs_f64()))
             }
             Some((side, kind, _)) => self.draft(
                 "tls.closed_during_handshake",
