@@ -382,6 +382,25 @@ pub static CAUSES: &[Cause] = &[
         confirm_with: &["rdpdiag proxy --security tls"],
     },
     Cause {
+        id: "tcp.connect_failed",
+        title: "the TCP connection to the host failed (unreachable network or host, name resolution)",
+        likely_causes: &[
+            "no route to the host, a wrong address or name, an ICMP unreachable from a firewall",
+        ],
+        remedies: &[
+            "Resolve-DnsName HOST; Test-NetConnection HOST -Port 3389",
+            "Check routing / VPN to the host's network",
+        ],
+        confirm_with: &["rdpdiag probe HOST"],
+    },
+    Cause {
+        id: "nego.unknown_failure",
+        title: "the host refused the negotiation with a failure code rdpdiag does not know",
+        likely_causes: &["a newer or non-Microsoft RDP server"],
+        remedies: &["Look the failure code up in MS-RDPBCGR 2.2.1.2.2; capture and report it"],
+        confirm_with: &["rdpdiag probe HOST"],
+    },
+    Cause {
         id: "closed_early",
         title: "the connection ended before the session became active, with no more specific explanation",
         likely_causes: &["see the phase reached and who closed"],

@@ -4,7 +4,10 @@ use serde::Serialize;
 
 use super::{CloseKind, ConnectFailure, Direction, Micros, Phase, Side};
 use crate::wire::DecodeError;
+use crate::wire::mcs::McsPdu;
+use crate::wire::tls::{ClientHello, ServerHello};
 use crate::wire::x224::{ConnectionConfirm, ConnectionRequest};
+use crate::wire::x509::CertSummary;
 
 /// One decoded event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,6 +41,53 @@ pub enum EventKind {
     ConnectionConfirm {
         pdu: ConnectionConfirm,
         len: usize,
+    },
+    /// The phase changed.
+    Phase {
+        from: Phase,
+        to: Phase,
+    },
+    TlsClientHello {
+        hello: ClientHello,
+        versions: Vec<String>,
+    },
+    TlsServerHello {
+        hello: ServerHello,
+        version: String,
+        cipher: String,
+    },
+    TlsCertificate {
+        chain: Vec<CertSummary>,
+    },
+    /// Another clear handshake message.
+    TlsHandshake {
+        message: &'static str,
+    },
+    TlsChangeCipherSpec,
+    /// A clear TLS alert.
+    TlsAlert {
+        level: u8,
+        description: u8,
+        name: &'static str,
+    },
+    /// A record that is (or is inferred to be) an encrypted alert.
+    TlsEncryptedAlert {
+        len: u16,
+        inferred: bool,
+    },
+    /// Both sides finished the TLS handshake.
+    TlsHandshakeDone,
+    /// An encrypted record: `index` counts application records of that direction after the
+    /// handshake (0 for encrypted handshake records); `role` is what it is inferred to carry.
+    TlsRecord {
+        content_type: u8,
+        len: u16,
+        index: u32,
+        role: Option<String>,
+    },
+    /// A clear MCS PDU (Standard RDP Security, or a plain-text PDU where TLS was expected).
+    Mcs {
+        pdu: McsPdu,
     },
     /// Bytes that do not decode; the stream is not inspected any further in that direction.
     Malformed {

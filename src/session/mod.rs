@@ -12,6 +12,9 @@ mod framer;
 mod machine;
 pub mod verdict;
 
+#[cfg(test)]
+mod tests;
+
 use serde::{Deserialize, Serialize};
 
 pub use causes::{CAUSES, Cause, CauseId};
@@ -30,7 +33,8 @@ impl Micros {
     pub const ZERO: Micros = Micros(0);
 
     pub fn from_secs_f64(s: f64) -> Self {
-        // Saturating float → int conversion; negative and NaN become 0.
+        // Saturating float → int conversion (Rust's `as` saturates); negative and NaN become 0.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         Micros((s * 1e6).max(0.0) as u64)
     }
 

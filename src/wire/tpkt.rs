@@ -34,10 +34,10 @@ pub fn looks_like_tpkt(buf: &[u8]) -> Option<bool> {
 /// `Ok(None)` when fewer than 4 bytes are present. A version other than 3 or a length below
 /// [`MIN_LEN`] is an error naming the field.
 pub fn decode_header(buf: &[u8]) -> Decoded<TpktHeader> {
-    let Some(hdr) = buf.get(..HEADER_LEN) else {
+    let Some(&[version, _, l0, l1]) = buf.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
-    let (version, length) = (hdr[0], u16::from_be_bytes([hdr[2], hdr[3]]));
+    let length = u16::from_be_bytes([l0, l1]);
     if version != VERSION {
         return Err(DecodeError::new(
             0,

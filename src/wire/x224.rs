@@ -321,9 +321,8 @@ fn decode_cr(pdu: &[u8], header_end: usize) -> Result<ConnectionRequest, DecodeE
     }
     if c.remaining() > 0 {
         let flags_at = c.pos() + 1;
-        let b = c.read_slice(8, "RDP_NEG_REQ")?;
-        let flags = b[1];
-        let length = u16::from_le_bytes([b[2], b[3]]);
+        let [_, flags, l0, l1, p0, p1, p2, p3] = c.read_array::<8>("RDP_NEG_REQ")?;
+        let length = u16::from_le_bytes([l0, l1]);
         if length != 8 {
             return Err(DecodeError::new(
                 flags_at + 1,
@@ -334,7 +333,7 @@ fn decode_cr(pdu: &[u8], header_end: usize) -> Result<ConnectionRequest, DecodeE
         }
         cr.neg_req = Some(NegReq {
             flags,
-            requested: Protocols(u32::from_le_bytes([b[4], b[5], b[6], b[7]])),
+            requested: Protocols(u32::from_le_bytes([p0, p1, p2, p3])),
             requested_offset: flags_at + 3,
         });
         if flags & CORRELATION_INFO_PRESENT != 0 {
@@ -391,9 +390,16 @@ fn decode_cc(pdu: &[u8], header_end: usize) -> Result<ConnectionConfirm, DecodeE
                 format!("{} byte(s)", b.len()),
             ));
         }
-        let (ty, flags) = (b[0], b[1]);
-        let length = u16::from_le_bytes([b[2], b[3]]);
-        let value = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        let Some(&[ty, flags, l0, l1, v0, v1, v2, v3]) = b.first_chunk::<8>() else {
+            return Err(DecodeError::new(
+                at,
+                "rdpNegData",
+                "8 bytes",
+                format!("{} byte(s)", b.len()),
+            ));
+        };
+        let length = u16::from_le_bytes([l0, l1]);
+        let value = u32::from_le_bytes([v0, v1, v2, v3]);
         let field = match ty {
             NEG_RSP_TYPE => "RDP_NEG_RSP.length",
             NEG_FAILURE_TYPE => "RDP_NEG_FAILURE.length",
