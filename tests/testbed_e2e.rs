@@ -440,16 +440,16 @@ fn client_args(row: &Row, host: Option<&Host>) -> Vec<String> {
     let mut args: Vec<String> = row.client.split_whitespace().map(String::from).collect();
     let has = |a: &[String], o: &str| a.iter().any(|x| x == o);
     if let Some(h) = host {
-        if let Some(ca) = h.ca() {
-            if !has(&args, "--ca") {
-                args.extend(["--ca".into(), ca.to_string()]);
-            }
+        if let Some(ca) = h.ca()
+            && !has(&args, "--ca")
+        {
+            args.extend(["--ca".into(), ca.to_string()]);
         }
         for (opt, key) in [("--user", "USER"), ("--pass", "PASS")] {
-            if let Some(val) = h.info.get(key) {
-                if !has(&args, opt) {
-                    args.extend([opt.to_string(), val.clone()]);
-                }
+            if let Some(val) = h.info.get(key)
+                && !has(&args, opt)
+            {
+                args.extend([opt.to_string(), val.clone()]);
             }
         }
     }
@@ -498,17 +498,28 @@ fn run_client(args: &[String], port: u16, log: &Path) -> Result<ClientOut, Strin
 }
 
 /// The client through a freshly started proxy (and a capture of both legs when `capture`).
+/// One proxied run: its name (artifact file prefix), the extra proxy options, how many TCP
+/// connections the client makes (--max-connections), and whether both legs are captured.
+struct ProxyRun<'a> {
+    name: &'a str,
+    extra: &'a [&'a str],
+    connections: usize,
+    capture: bool,
+}
+
 fn run_proxied(
     ctx: &mut Ctx,
-    row: &Row,
+    dir: &Path,
     args: &[String],
     target: u16,
-    extra: &[&str],
-    connections: usize,
-    name: &str,
-    capture: bool,
+    run: ProxyRun<'_>,
 ) -> Result<Proxied, String> {
-    let dir = ctx.art.join(row.id);
+    let ProxyRun {
+        name,
+        extra,
+        connections,
+        capture,
+    } = run;
     let port = ctx.ports.alloc()?;
     let cap = if capture {
         Some(Capture::start(
@@ -795,13 +806,15 @@ fn run_row_inner(
 
     let prox = run_proxied(
         ctx,
-        row,
+        dir,
         &args,
         target,
-        row.proxy,
-        row.verdicts.len(),
-        "proxied",
-        true,
+        ProxyRun {
+            name: "proxied",
+            extra: row.proxy,
+            connections: row.verdicts.len(),
+            capture: true,
+        },
     )?;
     rep.proxied = summary(&prox.client);
     fails.extend(prox.problems.iter().cloned());
@@ -818,13 +831,15 @@ fn run_row_inner(
     if let Some((extra, want)) = row.diagnose {
         let d = run_proxied(
             ctx,
-            row,
+            dir,
             &args,
             target,
-            extra,
-            want.len(),
-            "diagnose",
-            false,
+            ProxyRun {
+                name: "diagnose",
+                extra,
+                connections: want.len(),
+                capture: false,
+            },
         )?;
         let with = extra.join(" ");
         rep.proxied
@@ -840,10 +855,10 @@ fn run_row_inner(
         fails.extend(d.problems.iter().map(|p| format!("with {with}: {p}")));
         check_verdicts(want, &d.verdicts, &format!("with {with}: "), fails);
     }
-    if !fails.is_empty() {
-        if let Some(h) = &host {
-            let _ = fs::write(dir.join("host.log.tail"), h.log_tail(40));
-        }
+    if !fails.is_empty()
+        && let Some(h) = &host
+    {
+        let _ = fs::write(dir.join("host.log.tail"), h.log_tail(40));
     }
     Ok(())
 }

@@ -169,10 +169,10 @@ pub(crate) fn tcp_connections(pcap: &[u8]) -> Result<Vec<TcpConn>, String> {
             let dir = if port == client_port { "c2s" } else { "s2c" };
             conn.holes
                 .extend(holes.into_iter().map(|h| format!("{dir}: {h}")));
-            if let Some((flag, at)) = half.close {
-                if conn.first_close.is_none_or(|(_, _, t)| at < t) {
-                    conn.first_close = Some((port == client_port, flag, at));
-                }
+            if let Some((flag, at)) = half.close
+                && conn.first_close.is_none_or(|(_, _, t)| at < t)
+            {
+                conn.first_close = Some((port == client_port, flag, at));
             }
             if port == client_port {
                 conn.c2s = bytes;

@@ -210,8 +210,8 @@ pub(crate) struct Run {
 /// Runs `cmd` in its own process group with stdout/stderr in `<log>.out` / `<log>.err`,
 /// waits at most `limit`, then stops the group (TERM, KILL after 5 s).
 pub(crate) fn run_bounded(cmd: &mut Command, limit: Duration, log: &Path) -> Result<Run, String> {
-    let out_p = log.with_extension("out");
-    let err_p = log.with_extension("err");
+    let out_p = PathBuf::from(format!("{}.out", log.display()));
+    let err_p = PathBuf::from(format!("{}.err", log.display()));
     let out = File::create(&out_p).map_err(|e| format!("{}: {e}", out_p.display()))?;
     let err = File::create(&err_p).map_err(|e| format!("{}: {e}", err_p.display()))?;
     let start = Instant::now();
