@@ -17,6 +17,9 @@ pub(crate) struct TcpConn {
     pub(crate) client_port: u16,
     /// Port of the side that answered the SYN (the listening side).
     pub(crate) server_port: u16,
+    /// The connecting side's SYN is in the capture (else the capture began mid-connection:
+    /// the tail of an earlier connection that was still closing).
+    pub(crate) saw_syn: bool,
     /// Capture time of the first packet, microseconds.
     pub(crate) first_seen_us: u64,
     /// Bytes from the connecting side to the listening side.
@@ -28,6 +31,9 @@ pub(crate) struct TcpConn {
     /// The first FIN or RST: sent by the connecting side (`true`) or the listening side, which
     /// flag, when (capture time, microseconds).
     pub(crate) first_close: Option<(bool, char, u64)>,
+    /// The connecting / listening side sent a RST at some point.
+    pub(crate) rst_from_client: bool,
+    pub(crate) rst_from_server: bool,
 }
 
 impl TcpConn {
@@ -50,6 +56,7 @@ struct Half {
     segs: BTreeMap<u32, Vec<u8>>,
     /// First FIN/RST sent in this direction: flag and capture time.
     close: Option<(char, u64)>,
+    rst: bool,
 }
 
 #[derive(Default)]
@@ -132,6 +139,7 @@ pub(crate) fn tcp_connections(pcap: &[u8]) -> Result<Vec<TcpConn>, String> {
                 b.syn_from = Some(sp);
             }
         }
+        half.rst |= tcp.rst();
         if half.close.is_none() && (tcp.fin() || tcp.rst()) {
             half.close = Some((if tcp.rst() { 'R' } else { 'F' }, at_us));
         }
@@ -161,6 +169,7 @@ pub(crate) fn tcp_connections(pcap: &[u8]) -> Result<Vec<TcpConn>, String> {
         let mut conn = TcpConn {
             client_port,
             server_port,
+            saw_syn: b.syn_from.is_some(),
             first_seen_us: b.first_seen_us,
             ..TcpConn::default()
         };
@@ -176,8 +185,10 @@ pub(crate) fn tcp_connections(pcap: &[u8]) -> Result<Vec<TcpConn>, String> {
             }
             if port == client_port {
                 conn.c2s = bytes;
+                conn.rst_from_client = half.rst;
             } else {
                 conn.s2c = bytes;
+                conn.rst_from_server = half.rst;
             }
         }
         out.push(conn);

@@ -104,10 +104,11 @@ pub(crate) fn listening(port: u16) -> bool {
 }
 
 /// Hands out ports from 24000-24999 (below the ephemeral range, see testbed/README.md "Ports")
-/// that have no socket at all on them, TIME-WAIT included. The start depends on the PID so
-/// that two suites running at once rarely pick the same ports.
+/// that have no socket at all on them, TIME-WAIT included, never the same one twice per run
+/// (until it wraps). The start depends on the PID so that two suites running at once rarely
+/// pick the same ports. Shared by the suite's worker threads.
 pub(crate) struct Ports {
-    next: u16,
+    next: std::sync::Mutex<u16>,
 }
 
 impl Ports {
@@ -118,15 +119,16 @@ impl Ports {
         let span = u32::from(Self::HI - Self::LO + 1);
         let off = u16::try_from(std::process::id().wrapping_mul(97) % span).unwrap_or(0);
         Self {
-            next: Self::LO + off,
+            next: std::sync::Mutex::new(Self::LO + off),
         }
     }
 
-    pub(crate) fn alloc(&mut self) -> Result<u16, String> {
+    pub(crate) fn alloc(&self) -> Result<u16, String> {
         let used: Vec<u16> = tcp_sockets().into_iter().map(|(p, _)| p).collect();
+        let mut next = self.next.lock().map_err(|_| "port allocator poisoned")?;
         for _ in Self::LO..=Self::HI {
-            let p = self.next;
-            self.next = if p >= Self::HI { Self::LO } else { p + 1 };
+            let p = *next;
+            *next = if p >= Self::HI { Self::LO } else { p + 1 };
             if !used.contains(&p) {
                 return Ok(p);
             }
@@ -266,7 +268,7 @@ impl Host {
     /// `retries` tells how many attempts failed, for the report.
     pub(crate) fn start(
         scenario: &str,
-        ports: &mut Ports,
+        ports: &Ports,
         certs: &Path,
         log: &Path,
         retries: &mut Vec<String>,
