@@ -10,3 +10,15 @@ pub mod wire;
 #[forbid(unsafe_code)]
 #[warn(clippy::indexing_slicing)]
 pub mod session;
+
+#[forbid(unsafe_code)]
+#[warn(clippy::indexing_slicing)]
+pub mod capture;
+
+pub mod cli;
+pub mod relay;
+#[forbid(unsafe_code)]
+pub mod report;
+
+/// Simulated RDP hosts and clients, the scenario table and `rdpdiag demo` (I/O shell).
+pub mod sim;

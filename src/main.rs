@@ -1,1 +1,5 @@
-fn main() {}
+//! `rdpdiag`: see `rdpdiag --help`.
+
+fn main() -> std::process::ExitCode {
+    rdpdiag::cli::main()
+}

@@ -401,6 +401,13 @@ pub static CAUSES: &[Cause] = &[
         confirm_with: &["rdpdiag probe HOST"],
     },
     Cause {
+        id: "internal_error",
+        title: "rdpdiag itself failed while handling this connection (a bug: please report it)",
+        likely_causes: &["a bug in rdpdiag"],
+        remedies: &["Run with -v and report the log; other connections are not affected"],
+        confirm_with: &[],
+    },
+    Cause {
         id: "closed_early",
         title: "the connection ended before the session became active, with no more specific explanation",
         likely_causes: &["see the phase reached and who closed"],

@@ -89,6 +89,8 @@ struct AlertSeen {
     at: Micros,
     /// None when encrypted (description unknown).
     description: Option<u8>,
+    /// Level fatal (2), or encrypted (assumed fatal before the handshake finished).
+    fatal: bool,
     before_done: bool,
 }
 
@@ -144,6 +146,8 @@ pub struct Session {
     /// Roles of the application records in order (dir, role, offset, len, at).
     roles: Vec<(Direction, Role, u64, u16, Micros)>,
     malformed: Option<(Direction, u64, Micros, DecodeError)>,
+    /// Every decode error, first per direction.
+    malformed_all: Vec<(Direction, u64, Micros, DecodeError)>,
     /// Closes in the order they happened.
     closes: Vec<(Side, CloseKind, Micros)>,
     stall: Option<(Phase, Micros, Micros, Option<Side>)>,
@@ -194,6 +198,7 @@ impl Session {
             mcs: McsState::default(),
             roles: Vec::new(),
             malformed: None,
+            malformed_all: Vec::new(),
             closes: Vec::new(),
             stall: None,
             last_bytes: PerDir::default(),
@@ -299,6 +304,9 @@ impl Session {
                 error: error.clone(),
             },
         );
+        if !self.malformed_all.iter().any(|m| m.0 == dir) {
+            self.malformed_all.push((dir, offset, at, error.clone()));
+        }
         if self.malformed.is_none() {
             self.malformed = Some((dir, offset, at, error));
         }
@@ -344,7 +352,12 @@ impl Session {
             (_, X224Pdu::Data { payload_offset }) => {
                 let body = pdu.get(payload_offset..).unwrap_or_default();
                 match mcs::decode(body) {
-                    Ok(p) => self.on_mcs(dir, offset, p, at),
+                    Ok(p) => {
+                        if let McsPdu::ConnectResponse(r) = &p {
+                            self.server_data_certificates(r, body);
+                        }
+                        self.on_mcs(dir, offset, p, at)
+                    }
                     Err(e) => {
                         // MCS inside a clear TPKT that we cannot read: note it, keep framing.
                         let e = e.shifted(base.saturating_add(payload_offset));
@@ -367,6 +380,24 @@ impl Session {
                 );
                 self.push(at, Some(dir), Some(offset), EventKind::Note { text });
             }
+        }
+    }
+
+    /// Standard RDP Security with an X.509 chain in the server security data: summarize it
+    /// like a TLS certificate (the leaf is the last certificate of that chain).
+    fn server_data_certificates(&mut self, r: &mcs::ConnectResponse, body: &[u8]) {
+        let Some(sec) = &r.server_security else {
+            return;
+        };
+        let mut chain: Vec<CertSummary> = sec
+            .x509_chain
+            .iter()
+            .filter_map(|span| body.get(span.offset..span.offset.saturating_add(span.len)))
+            .filter_map(|der| x509::summarize(der).ok())
+            .collect();
+        chain.reverse();
+        if !chain.is_empty() && self.tls.chain.is_empty() {
+            self.tls.chain = chain;
         }
     }
 
@@ -396,7 +427,10 @@ impl Session {
         self.push(at, Some(dir), Some(offset), EventKind::Mcs { pdu });
         // Standard RDP Security: after the Connect-Response come the domain PDUs, the security
         // exchange, licensing and capabilities, all framed by TPKT.
-        if self.mcs.response.is_some() {
+        if self.mcs.response.is_some()
+            && self.mcs.after_response.client + self.mcs.after_response.host > 0
+        {
+            // Licensing (and what follows) starts with the first PDU after the Connect-Response.
             self.enter(Phase::Licensing, at);
             let PerDir { client: c, host: s } = self.mcs.after_response;
             if c >= ACTIVE_AFTER_RECORDS && s >= ACTIVE_AFTER_RECORDS {
@@ -471,6 +505,7 @@ impl Session {
                         offset,
                         at,
                         description: None,
+                        fatal: before_done,
                         before_done,
                     });
                     self.push(
@@ -488,6 +523,7 @@ impl Session {
                         offset,
                         at,
                         description: Some(a.description),
+                        fatal: a.level == 2 || a.description != 0,
                         before_done,
                     });
                     self.push(
@@ -653,6 +689,7 @@ impl Session {
                                 offset,
                                 at,
                                 description: None,
+                                fatal: true,
                                 before_done: true,
                             });
                             self.push(
@@ -693,6 +730,28 @@ impl Session {
                 },
             );
         }
+        // TLS 1.3 hides alerts in application-data records: 2 bytes + content type + 16-byte tag.
+        // No RDP message is 2 bytes long, so a 19-byte record is an alert (close_notify or fatal).
+        if self.tls.tls13 && len == 19 {
+            self.alerts.push(AlertSeen {
+                dir,
+                offset,
+                at,
+                description: None,
+                fatal: false,
+                before_done: false,
+            });
+            self.push(
+                at,
+                Some(dir),
+                Some(offset),
+                EventKind::TlsEncryptedAlert {
+                    len,
+                    inferred: true,
+                },
+            );
+            return;
+        }
         // TLS 1.3 session tickets come from the server before the client's first application record.
         if self.tls.tls13 && dir == Direction::HostToClient && self.tls.app_records.client == 0 {
             self.tls.tickets = self.tls.tickets.saturating_add(1);
@@ -705,6 +764,23 @@ impl Session {
                     len,
                     index: 0,
                     role: Some("NewSessionTicket (inferred)".to_owned()),
+                },
+            );
+            return;
+        }
+        // Once a side has closed TLS (an alert), what the other side still sends is not a step
+        // of the exchange (corpus ndpi_rdp_over_tls: the client sends two records after the
+        // host's alert, then resets).
+        if self.alerts.iter().any(|a| !a.before_done && a.dir != dir) {
+            self.push(
+                at,
+                Some(dir),
+                Some(offset),
+                EventKind::TlsRecord {
+                    content_type: 23,
+                    len,
+                    index: 0,
+                    role: Some("after the peer's alert".to_owned()),
                 },
             );
             return;
@@ -731,7 +807,6 @@ impl Session {
             Role::ConnectResponse | Role::Session => {}
         }
         if let Some(resp_at) = self.roles.iter().position(|r| r.1 == Role::ConnectResponse) {
-            self.enter(Phase::Licensing, at);
             let after = self.roles.get(resp_at + 1..).unwrap_or_default();
             let c = after
                 .iter()
@@ -741,6 +816,9 @@ impl Session {
                 .iter()
                 .filter(|r| r.0 == Direction::HostToClient)
                 .count();
+            if c + s > 0 {
+                self.enter(Phase::Licensing, at);
+            }
             let need = ACTIVE_AFTER_RECORDS as usize;
             if c >= need && s >= need {
                 self.enter(Phase::Active, at);
@@ -792,7 +870,8 @@ impl Session {
 
     /// A side closed (FIN) or reset its connection.
     pub fn on_close(&mut self, side: Side, kind: CloseKind, at: Micros) {
-        if self.closes.iter().any(|c| c.0 == side) {
+        // A side may half-close (FIN) and reset later: both are facts; the first decides.
+        if self.closes.iter().any(|c| c.0 == side && c.1 == kind) {
             return;
         }
         self.closes.push((side, kind, at));
@@ -916,6 +995,28 @@ impl Session {
         }
     }
 
+    /// The first fatal alert during the handshake or MCS Disconnect-Provider-Ultimatum.
+    fn terminating_message(&self) -> Option<(Side, Micros, CloseKind)> {
+        let alert = self
+            .alerts
+            .iter()
+            .find(|a| a.fatal || a.description.is_none())
+            .map(|a| (a.dir.sender(), a.at, CloseKind::Alert));
+        let dpu = self.mcs.disconnect.map(|(dir, _, at, _)| {
+            let side = dir.sender();
+            let kind = self
+                .closes
+                .iter()
+                .find(|c| c.0 == side)
+                .map_or(CloseKind::Fin, |c| c.1);
+            (side, at, kind)
+        });
+        match (alert, dpu) {
+            (Some(a), Some(d)) => Some(if a.1 <= d.1 { a } else { d }),
+            (a, d) => a.or(d),
+        }
+    }
+
     /// Who closed first, and how (an alert just before the close makes it `alert`).
     fn closer(&self) -> (Option<Side>, Option<CloseKind>) {
         if let Some(Err((failure, _))) = &self.connect {
@@ -926,7 +1027,17 @@ impl Session {
             };
             return (Some(side), Some(CloseKind::ConnectError));
         }
-        let Some(&(side, kind, _)) = self.closes.first() else {
+        // A fatal alert or an MCS Disconnect-Provider-Ultimatum ends the connection as surely as
+        // a TCP close: the first of them names who closed, even if the peer's TCP close came
+        // first (xrdp answers with an alert and leaves the socket open; the client then FINs).
+        let first_tcp = self.closes.first().copied();
+        let terminator = self.terminating_message();
+        if let Some((side, at, kind)) = terminator
+            && first_tcp.is_none_or(|(_, _, tcp_at)| at <= tcp_at)
+        {
+            return (Some(side), Some(kind));
+        }
+        let Some((side, kind, _)) = first_tcp else {
             return (None, None);
         };
         let alerted = self.alerts.iter().any(|a| {
@@ -1036,6 +1147,29 @@ impl Session {
         if self.phase >= Phase::Active {
             return self.healthy();
         }
+        // The host answered the CR with bytes that never became a Connection Confirm (a TPKT
+        // header claiming more than ever came, corpus modbus-p502): not an RDP listener. Do not
+        // wait for the missing bytes as if they were coming.
+        if self.cr.is_some()
+            && self.cc.is_none()
+            && self.streams.host.pending() > 0
+            && (self.stall.is_some() || !self.closes.is_empty())
+        {
+            let s = &self.streams.host;
+            let mut d = self.draft("x224.not_rdp", Outcome::Failed, format!("the host answered the Connection Request with {} byte(s) that never became an X.224 Connection Confirm: not an RDP listener", s.pending()));
+            d.evidence.push(ev(
+                Some(Direction::HostToClient),
+                Some(s.position()),
+                self.last_bytes.host.unwrap_or_default(),
+                "X.224 Connection Confirm",
+                format!(
+                    "incomplete: {} byte(s) starting {:02x?}",
+                    s.pending(),
+                    s.peek()
+                ),
+            ));
+            return d;
+        }
         if let Some((phase, idle, _, waiting)) = &self.stall {
             let who = waiting
                 .map(|s| format!(" waiting for the {}", s.name()))
@@ -1133,7 +1267,7 @@ impl Session {
     }
 
     fn diagnose_malformed(&self) -> Option<Draft> {
-        let (dir, offset, at, err) = self.malformed.as_ref()?;
+        let (dir, _, _, err) = self.malformed.as_ref()?;
         // Garbage after the connection is decided is not what broke it.
         if self.phase >= Phase::Mcs || self.tls.done {
             return None;
@@ -1162,13 +1296,15 @@ impl Session {
             )
         };
         let mut d = self.draft(cause, Outcome::Failed, summary);
-        d.evidence.push(ev(
-            Some(*dir),
-            Some(*offset),
-            *at,
-            err.field,
-            format!("expected {}, found {}", err.expected, err.found),
-        ));
+        for (dir, offset, at, err) in &self.malformed_all {
+            d.evidence.push(ev(
+                Some(*dir),
+                Some(*offset),
+                *at,
+                err.field,
+                format!("expected {}, found {}", err.expected, err.found),
+            ));
+        }
         Some(d)
     }
 
@@ -1325,7 +1461,8 @@ impl Session {
         let Some((_, rs_at, _)) = &self.mcs.response else {
             let mut d = match self.first_close() {
                 Some((Side::Host, _, _)) => self.draft("rdp_security.encryption_mismatch", Outcome::Failed, "the host closed after the MCS Connect-Initial without a Connect-Response: it accepts none of the client's encryption methods".to_owned()),
-                _ => self.draft("closed_early", Outcome::Failed, "the connection ended before the MCS Connect-Response".to_owned()),
+                Some(_) => self.draft("closed_early", Outcome::Failed, "the connection ended before the MCS Connect-Response".to_owned()),
+                None => self.draft("closed_early", Outcome::Unknown, "waiting for the MCS Connect-Response".to_owned()),
             };
             d.inferred = d.cause == "rdp_security.encryption_mismatch";
             d.evidence = evidence;
@@ -1514,7 +1651,19 @@ impl Session {
             return self.alert_verdict(a);
         }
         let server_spoke = self.tls.server_hello.is_some();
-        match self.first_close() {
+        // A plain-text MCS Disconnect-Provider-Ultimatum where the ServerHello belongs (xrdp
+        // with an unusable key) is the host aborting, whoever's TCP close came first.
+        let host_dpu = self
+            .mcs
+            .disconnect
+            .filter(|d| d.0 == Direction::HostToClient);
+        let first = match (host_dpu, self.first_close()) {
+            (Some((_, _, at, _)), _) if !server_spoke => {
+                Some((Side::Host, self.closer().1.unwrap_or(CloseKind::Fin), at))
+            }
+            (_, c) => c,
+        };
+        match first {
             Some((Side::Host, kind, at)) if !server_spoke => {
                 let mut d = self.draft("tls.host_aborted_handshake", Outcome::Failed, format!("the host ended the connection ({}) right after the ClientHello, without a ServerHello: it cannot use its certificate or private key (or has no TLS version in common)", kind.name().to_uppercase()));
                 if let Some((dir, off, at2, reason)) = self.mcs.disconnect {
