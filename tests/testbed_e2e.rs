@@ -143,11 +143,12 @@ const NO_HOST: &str = "(no host)";
 const ANY: &str = "*";
 
 // How to read the verdict columns (cause / phase_reached / closed_by / close_kind):
-// - closed_by is the side whose FIN or RST came first on the wire (the report prints it for the
-//   direct run: "direct wire: first close ..."), `proxy` when rdpdiag ended the connection
-//   itself; close_kind is `alert` when that side's last record before closing was a TLS alert.
-//   So after an RDP_NEG_FAILURE or a host's TLS alert the closer is usually the client: it hangs
-//   up on the answer; the cause names the host's refusal.
+// - closed_by is the side that ended the connection: the sender of a fatal TLS alert or of an
+//   MCS Disconnect-Provider-Ultimatum when that came before any TCP close (close_kind `alert`,
+//   or that side's own FIN/RST after a DPU), otherwise the side whose FIN or RST came first
+//   (the report prints the direct run's: "direct wire: first close ..."); `proxy` when rdpdiag
+//   ended the connection itself. An RDP_NEG_FAILURE is an answer, not a close: the client hangs
+//   up on it (closed_by client), the cause names the host's refusal.
 // - Through TLS 1.3 (xrdp-tls, shadow-*) nothing after the ServerHello is readable: phases past
 //   tls_handshake are inferred from record counts (reference §4.3).
 const HEALTHY: V = v("healthy", "active", "client", ANY);
@@ -158,14 +159,10 @@ const CERT_REJECTED: V = v(
     ANY,
 );
 // xrdp writes a clear MCS Disconnect-Provider-Ultimatum where the ServerHello belongs and resets;
-// xfreerdp FINs as soon as it reads those bytes, so who closes first is a race (seen both ways):
-// the verdict must name the host's abort either way (reference F5 (d)).
-const HOST_ABORTED_TLS: V = v(
-    "tls.host_aborted_handshake",
-    "tls_handshake",
-    "host|client",
-    ANY,
-);
+// xfreerdp FINs as soon as it reads those bytes, so whose TCP close comes first is a race (seen
+// both ways); the DPU comes first either way, and the verdict must name the host's abort
+// (reference F5 (d)).
+const HOST_ABORTED_TLS: V = v("tls.host_aborted_handshake", "tls_handshake", "host", ANY);
 const REFUSED_SELECTED: V = v(
     "nego.client_refused_selected_protocol",
     "x224",
@@ -207,10 +204,10 @@ const ROWS: &[Row] = &[
     // an encryption-method refusal (reference F10)
     r("b2-xrdp-tls-vs-legacy-cr", "xrdp-tls", "--sec rdp --cert ignore", "(b)", "closed-by-peer",
       &[v("mcs.host_disconnected|rdp_security.encryption_mismatch", "mcs", "host", "rst")]),
-    // rdesktop pinned to TLS 1.0: xrdp's alert protocol_version (the client then FINs), and a
-    // second connection requesting RDP(0) gets SSL_REQUIRED_BY_SERVER (README (f) and (b))
+    // rdesktop pinned to TLS 1.0: xrdp's alert protocol_version, and a second connection
+    // requesting RDP(0) gets SSL_REQUIRED_BY_SERVER (README (f) and (b))
     r("b3-rdesktop-tls10-fallback", "xrdp-tls12", "--rdesktop --tls-version 1.0", "(f), (b)", "nego-failure", &[
-        v("tls.no_common_version", "tls_handshake", "client", "fin"),
+        v("tls.no_common_version", "tls_handshake", "host", "alert"),
         neg("nego.ssl_required_by_server")]),
 
     // (c) NLA-only host, client without NLA. [issue] HYBRID required (c1).
@@ -243,26 +240,24 @@ const ROWS: &[Row] = &[
     r("e5-cert-sha1-refused", "xrdp-cert-sha1-refused",    "--sec tls", "(e)", "tls-failure", &[HOST_ABORTED_TLS]),
     r("e6-cert-rsa1024-refused", "xrdp-cert-rsa1024-refused", "--sec tls", "(e)", "tls-failure", &[HOST_ABORTED_TLS]),
     // a clear alert handshake_failure right after a mainstream ClientHello: the host cannot use
-    // its key (reference F5 (c)); the same bytes as "no common cipher". The FreeRDP server FINs
-    // right after its alert while xfreerdp FINs on reading it: who closes first is a race (seen
-    // both ways)
+    // its key (reference F5 (c)); the same bytes as "no common cipher"
     r("e4-shadow-key-mismatch", "shadow-key-mismatch",     "--sec tls", "(e)", "tls-failure",
-      &[v("tls.alert_from_host|tls.host_aborted_handshake|tls.no_common_cipher", "tls_handshake", "host|client", ANY)]),
+      &[v("tls.alert_from_host|tls.host_aborted_handshake|tls.no_common_cipher", "tls_handshake", "host", "alert")]),
 
     // (f) TLS version and cipher mismatches; the alerts travel in clear. [issue] version
     // mismatch both ways: f4 (host's alert protocol_version), f7 (client's alert protocol_version).
     // xrdp at TLS 1.0 and OpenSSL level 2 cannot serve anything: alert internal_error from the host
     r("f1-tls10-only",        "xrdp-tls10-only",   "--sec tls", "(f)", "tls-failure",
-      &[v("tls.alert_from_host|tls.no_common_version", "tls_handshake", "client", "fin")]),
+      &[v("tls.alert_from_host|tls.no_common_version", "tls_handshake", "host", "alert")]),
     // the host picks TLS 1.0, which the client offered but refuses at OpenSSL level 1: alert
     // internal_error from the client (reference F6: "alert 80 ... TLS 1.0 at level >= 1")
     r("f2-tls10-legacy",      "xrdp-tls10-legacy", "--sec tls", "(f)", "tls-failure",
       &[v("tls.no_common_version|tls.alert_from_client", "tls_handshake", "client", "alert")]),
     r("f3-tls10-legacy-seclevel0", "xrdp-tls10-legacy", "--sec tls --tls-seclevel 0", "(f)", "ok", &[HEALTHY]),
     r("f4-tls13-host-vs-tls12-client", "xrdp-tls13-only", "--sec tls --tls12", "(f)", "tls-failure",
-      &[v("tls.no_common_version", "tls_handshake", "client", "fin")]),
+      &[v("tls.no_common_version", "tls_handshake", "host", "alert")]),
     r("f5-no-common-cipher",  "xrdp-cipher-legacy", "--sec tls --tls-ciphers ECDHE-RSA-AES256-GCM-SHA384", "(f)", "tls-failure",
-      &[v("tls.no_common_cipher|tls.alert_from_host", "tls_handshake", "client", "fin")]),
+      &[v("tls.no_common_cipher|tls.alert_from_host", "tls_handshake", "host", "alert")]),
     r("f6-cipher-legacy",     "xrdp-cipher-legacy", "--sec tls", "(f)", "ok", &[HEALTHY]),
     r("f7-tls10-host-vs-tls12-client", "xrdp-tls10-legacy", "--sec tls --tls12", "(f)", "tls-failure",
       &[v("tls.no_common_version", "tls_handshake", "client", "alert")]),
