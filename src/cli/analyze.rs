@@ -216,6 +216,7 @@ fn render_connection(c: &ConnectionAnalysis) -> String {
         bytes_host_to_client: c.bytes_server_to_client,
         verdict: c.verdict.clone(),
         events: Vec::new(),
+        tls_keylog: None,
     };
     let mut out = String::from("tcp.stream ");
     out.push_str(&render_text(&as_proxy));

@@ -6,7 +6,9 @@
 //! match arm in [`main`].
 
 pub mod analyze;
+pub mod cert;
 pub mod demo;
+pub mod probe;
 pub mod proxy;
 
 use std::process::ExitCode;
@@ -46,6 +48,10 @@ pub enum Command {
     Analyze(analyze::Args),
     /// Play the failure scenarios with simulated hosts and clients through the proxy
     Demo(demo::Args),
+    /// Ask an RDP host what it accepts, and which clients it will fail
+    Probe(probe::Args),
+    /// Certificates: a local CA for --fresh-cert, or inspect a certificate
+    Cert(cert::Args),
 }
 
 /// Exit status for usage errors and failures to start.
@@ -60,6 +66,8 @@ pub fn main() -> ExitCode {
         Command::Proxy(args) => proxy::run(args, &cli.global),
         Command::Analyze(args) => analyze::run(args, &cli.global),
         Command::Demo(args) => demo::run(args, &cli.global),
+        Command::Probe(args) => probe::run(args, &cli.global),
+        Command::Cert(args) => cert::run(args, &cli.global),
     };
     result.unwrap_or_else(|e| {
         eprintln!("rdpdiag: {e:#}");
@@ -70,8 +78,10 @@ pub fn main() -> ExitCode {
 /// Logs go to stderr; stdout is for reports.
 fn init_logs(verbose: u8, quiet: bool) {
     let default = match verbose {
-        0 if quiet => "warn",
-        0 => "warn,rdpdiag=info",
+        0 if quiet => "warn,rustls=error",
+        // rustls warns about every client that sends an IP address as SNI (xfreerdp, mstsc to
+        // an address): noise under --fresh-cert.
+        0 => "warn,rdpdiag=info,rustls=error",
         1 => "info,rdpdiag=debug",
         _ => "debug,rdpdiag=trace",
     };

@@ -17,6 +17,12 @@ use crate::wire::x224::{
 use crate::wire::x509::{self, CertSummary};
 use crate::wire::{DecodeError, tpkt};
 
+mod experiment;
+mod plaintext;
+
+pub use experiment::{Echo, ExperimentSetup};
+pub use plaintext::{HostTls, TlsLegError};
+
 /// Knobs of the diagnosis.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -63,6 +69,8 @@ struct TlsState {
     server_hello: Option<ServerHello>,
     server_hello_at: Option<(u64, Micros)>,
     chain: Vec<CertSummary>,
+    /// Where the Certificate message was (offset, time).
+    chain_at: Option<(u64, Micros)>,
     tls13: bool,
     /// Per direction (client, host): records are encrypted from now on.
     encrypted: PerDir<bool>,
@@ -154,6 +162,10 @@ pub struct Session {
     /// Last time bytes arrived in each direction.
     last_bytes: PerDir<Option<Micros>>,
     last_progress: Micros,
+    /// The experiment the driver runs (`proxy --security` / `--fresh-cert`).
+    experiment: Option<ExperimentSetup>,
+    /// TLS terminated by the driver: both legs' results and the decrypted streams.
+    term: Option<plaintext::TermState>,
 }
 
 /// One value per direction, indexed by [`Direction`] (no slice indexing, no bounds to check).
@@ -203,6 +215,8 @@ impl Session {
             stall: None,
             last_bytes: PerDir::default(),
             last_progress: Micros::ZERO,
+            experiment: None,
+            term: None,
         }
     }
 
@@ -601,6 +615,7 @@ impl Session {
                         .filter_map(|d| x509::summarize(d).ok())
                         .collect();
                     self.tls.chain = chain.clone();
+                    self.tls.chain_at = Some((offset, at));
                     self.push(
                         at,
                         Some(dir),
@@ -913,6 +928,9 @@ impl Session {
     /// True once nothing more can be learned from the bytes: the driver may stop feeding them
     /// (it must still report closes).
     pub fn inspection_done(&self) -> bool {
+        if let Some(t) = &self.term {
+            return self.phase >= Phase::Active || t.all_opaque();
+        }
         self.phase >= Phase::Active || (self.streams.client.opaque && self.streams.host.opaque)
     }
 
@@ -968,7 +986,9 @@ fn ev(
 impl Session {
     /// The verdict, from what has been seen so far.
     pub fn verdict(&self) -> Verdict {
-        let mut d = self.diagnose();
+        let d = self.diagnose();
+        let mut d = self.adjust_for_experiment(d);
+        let experiment = self.experiment_report(&d);
         d.evidence.extend(self.close_evidence());
         let (closed_by, close_kind) = self.closer();
         let cause = causes::lookup(d.cause);
@@ -992,6 +1012,7 @@ impl Session {
                 .map(|c| c.confirm_with.iter().map(|s| (*s).to_owned()).collect())
                 .unwrap_or_default(),
             facts,
+            experiment,
         }
     }
 
@@ -1100,18 +1121,28 @@ impl Session {
                 at,
                 "close",
                 format!(
-                    "{} sent {} after {} byte(s)",
+                    "{} sent {} after {} byte(s){}",
                     side.name(),
                     kind.name().to_uppercase(),
-                    pos
+                    pos,
+                    self.plaintext_note(dir)
                 ),
             ));
         }
         out
     }
 
+    /// The first end of the connection: a TCP close, or an earlier fatal alert / DPU (see
+    /// [`Session::closer`]).
     fn first_close(&self) -> Option<(Side, CloseKind, Micros)> {
-        self.closes.first().copied()
+        let tcp = self.closes.first().copied();
+        match (self.terminating_message(), tcp) {
+            (Some((side, at, kind)), Some((_, _, tcp_at))) if at <= tcp_at => {
+                Some((side, kind, at))
+            }
+            (Some((side, at, kind)), None) => Some((side, kind, at)),
+            (_, tcp) => tcp,
+        }
     }
 
     fn draft(&self, cause: &'static str, outcome: Outcome, summary: String) -> Draft {
@@ -1239,7 +1270,9 @@ impl Session {
             )),
         }
         let selected = self.selected.unwrap_or(Protocols::RDP);
-        let mut d = if selected.uses_tls() {
+        let mut d = if selected.uses_tls() && self.term.is_some() {
+            self.after_confirm_terminated(selected)
+        } else if selected.uses_tls() {
             self.after_confirm_tls(cr, selected)
         } else {
             self.after_confirm_rdp(cr)
@@ -1259,7 +1292,7 @@ impl Session {
                 "Standard RDP Security: {mismatch} (this client accepted it; mstsc may not)"
             ));
         }
-        if self.selected.is_some_and(Protocols::uses_tls) {
+        if self.selected.is_some_and(Protocols::uses_tls) && self.term.is_none() {
             d.inferred = true;
             d.summary = "the connection went past the MCS exchange into the session (healthy as far as visible through TLS)".to_owned();
         }
@@ -1781,8 +1814,8 @@ impl Session {
             let problems = self.cert_problems();
             d.evidence.push(ev(
                 Some(Direction::HostToClient),
-                None,
-                Micros::ZERO,
+                self.tls.chain_at.map(|c| c.0),
+                self.tls.chain_at.map_or(Micros::ZERO, |c| c.1),
                 "TLS Certificate (leaf)",
                 leaf.one_line(),
             ));
@@ -1951,6 +1984,9 @@ impl Session {
         if let Some(h) = &self.tls.server_hello {
             f.tls_version = Some(tls::version_name(h.version()));
             f.tls_cipher = Some(tls::cipher_suite_name(h.cipher_suite));
+        }
+        if let Some(t) = &self.term {
+            t.facts(&mut f);
         }
         f.certificate = self.tls.chain.iter().map(CertSummary::one_line).collect();
         f.certificate_problems = self.cert_problems();

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 pub use causes::{CAUSES, Cause, CauseId};
 pub use events::{Event, EventKind};
-pub use machine::{Session, SessionConfig};
-pub use verdict::{Evidence, Facts, Outcome, Verdict};
+pub use machine::{Echo, ExperimentSetup, HostTls, Session, SessionConfig, TlsLegError};
+pub use verdict::{Evidence, Experiment, Facts, Outcome, Verdict};
 
 /// Microseconds since the start of the connection (the driver's clock, passed in).
 #[derive(
