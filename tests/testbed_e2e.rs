@@ -151,7 +151,9 @@ const ANY: &str = "*";
 //   up on it (closed_by client), the cause names the host's refusal.
 // - Through TLS 1.3 (xrdp-tls, shadow-*) nothing after the ServerHello is readable: phases past
 //   tls_handshake are inferred from record counts (reference §4.3).
-const HEALTHY: V = v("healthy", "active", "client", ANY);
+// A healthy session ends with the client's (encrypted) disconnect; the host may close its side
+// before the client's FIN reaches the proxy (seen with the FreeRDP server): either side.
+const HEALTHY: V = v("healthy", "active", "client|host", ANY);
 const CERT_REJECTED: V = v(
     "tls.client_rejected_certificate",
     "tls_handshake",
