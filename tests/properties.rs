@@ -495,3 +495,35 @@ fn certificate_summaries_are_stable() {
         assert_eq!(x509::summarize(&der).ok(), x509::summarize(&der).ok());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Regressions found while writing the hostile-peer tests.
+
+/// A peer sending the smallest valid units (5-byte TLS records, 7-byte TPKT PDUs, alerts)
+/// made one event per unit (200,000 events, 70 MB, out of 1 MiB) and, for application
+/// records, rescanned every earlier record each time (67 s of CPU for 1 MiB in release).
+/// Now the event log is capped and the framer skips over framed units.
+#[test]
+fn tiny_units_do_not_amplify() {
+    let ssl = (hex(E1), hex(CC_SSL));
+    let legacy = (hex(CR_LEGACY), hex(CC_LEGACY));
+    for (name, (cr, cc), unit, dir) in [
+        ("empty application records", ssl.clone(), hex("17 03 03 00 00"), S2C),
+        ("empty handshake records", ssl.clone(), hex("16 03 03 00 00"), C2S),
+        ("warning alerts", ssl, hex("15 03 03 00 02 01 00"), S2C),
+        ("empty X.224 DT", legacy.clone(), hex("03 00 00 07 02 f0 80"), C2S),
+        ("repeated CR", legacy, hex(CR_LEGACY), C2S),
+    ] {
+        let mut s = Session::new(SessionConfig::default());
+        s.on_connect_result(Ok(()), Micros(0));
+        s.feed(C2S, &cr, Micros(1));
+        s.feed(S2C, &cc, Micros(2));
+        let chunk: Vec<u8> = unit.iter().copied().cycle().take(unit.len() * 13_000).collect();
+        for _ in 0..4 {
+            s.feed(dir, &chunk, Micros(3));
+        }
+        let n = s.events().len();
+        assert!(n <= rdpdiag::session::MAX_EVENTS, "{name}: {n} events");
+        assert!(!s.verdict().cause.is_empty());
+    }
+}

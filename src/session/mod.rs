@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use causes::{CAUSES, Cause, CauseId};
 pub use events::{Event, EventKind};
-pub use machine::{Session, SessionConfig};
+pub use machine::{MAX_EVENTS, Session, SessionConfig};
 pub use verdict::{Evidence, Facts, Outcome, Verdict};
 
 /// Microseconds since the start of the connection (the driver's clock, passed in).
