@@ -142,6 +142,13 @@ def main():
         for b64 in re.findall(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", pem, re.S):
             put("x509", base64.b64decode("".join(b64.split())))
 
+    # capture: byte 0 = read size (0 = 64 KiB, else 1..255 bytes), then the file.
+    for pcap in sorted(glob.glob(os.path.join(ROOT, "tests", "corpus", "*.pcap*"))):
+        data = open(pcap, "rb").read()
+        if len(data) <= 16 * 1024:
+            put("capture", b"\x00" + data)
+            put("capture", b"\x07" + data)
+
     for (_, _), segs in sorted(pcap_streams().items()):
         put("session", session_ops(segs[:64]))
         for c2s, payload in segs[:8]:

@@ -11,7 +11,22 @@ pub mod wire;
 #[warn(clippy::indexing_slicing)]
 pub mod session;
 
+#[forbid(unsafe_code)]
+#[warn(clippy::indexing_slicing)]
+pub mod capture;
+
+#[forbid(unsafe_code)]
+#[warn(clippy::indexing_slicing)]
+pub mod record;
+
 pub mod cli;
+#[forbid(unsafe_code)]
+#[warn(clippy::indexing_slicing)]
+pub mod probe;
 pub mod relay;
 #[forbid(unsafe_code)]
 pub mod report;
+
+/// Simulated RDP hosts and clients, the scenario table and `rdpdiag demo` (I/O shell).
+pub mod sim;
+pub mod tls;

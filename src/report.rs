@@ -37,6 +37,10 @@ pub struct ConnectionReport {
     /// The session's event stream (not part of the JSON line: `record/` writes event logs).
     #[serde(skip)]
     pub events: Vec<Event>,
+    /// SSLKEYLOGFILE lines of both TLS legs when rdpdiag terminated TLS (`--fresh-cert`): for
+    /// `--keylog` and the recorder's Decryption Secrets Block. Secrets: never serialised.
+    #[serde(skip)]
+    pub tls_keylog: Option<String>,
 }
 
 /// A short readable block for one connection, ending with a newline.
@@ -95,6 +99,32 @@ pub fn render_text(r: &ConnectionReport) -> String {
             };
             writeln!(out, "    {place} {} = {}", e.field, e.value).ok();
         }
+    }
+    if let Some(x) = &v.experiment {
+        writeln!(out, "  experiment ({}):", x.kind).ok();
+        match (&x.offered_original, &x.offered_rewritten) {
+            (Some(o), Some(r)) => {
+                writeln!(out, "    offered: {r} (rewritten from the client's {o})").ok()
+            }
+            (Some(o), None) => {
+                writeln!(out, "    offered: {o} (the client's request, unchanged)").ok()
+            }
+            _ => None,
+        };
+        if let Some(s) = &x.host_selected {
+            writeln!(out, "    host selected: {s}").ok();
+        }
+        writeln!(out, "    got to: {}", x.phase_reached.title()).ok();
+        if let Some(e) = &x.echo {
+            writeln!(out, "    echo: {e}").ok();
+        }
+        if x.tls_terminated {
+            writeln!(out, "    TLS terminated by rdpdiag on both legs").ok();
+        }
+        for n in &x.notes {
+            writeln!(out, "    note: {n}").ok();
+        }
+        writeln!(out, "    conclusion: {}", x.conclusion).ok();
     }
     if !v.likely_causes.is_empty() {
         writeln!(out, "  likely causes:").ok();
@@ -187,8 +217,10 @@ mod tests {
                     cookie: Some("mstshash=alice".into()),
                     ..Facts::default()
                 },
+                experiment: None,
             },
             events: Vec::new(),
+            tls_keylog: None,
         }
     }
 

@@ -58,16 +58,22 @@ fn session() {
     replay("session", entry::session);
 }
 
+#[test]
+fn capture() {
+    replay("capture", entry::capture);
+}
+
 /// The seed corpora go through the same entry points: real frames must not panic either.
 #[test]
 fn seeds() {
     let seeds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    let targets: [(&str, fn(&[u8])); 5] = [
+    let targets: [(&str, fn(&[u8])); 6] = [
         ("x224", entry::x224),
         ("tls_records", entry::tls_records),
         ("x509", entry::x509),
         ("mcs", entry::mcs),
         ("session", entry::session),
+        ("capture", entry::capture),
     ];
     for (target, entry) in targets {
         let dir = seeds.join(target);

@@ -5,6 +5,8 @@
 //! Beyond "no panic", the entry points assert what the project promises of the values it
 //! produces: a rewritten request decodes to the value written, a patched GCC echo reads back.
 
+use rdpdiag::capture::analyze::{AnalyzeConfig, Analyzer};
+use rdpdiag::capture::reader::{CaptureReader, ReaderConfig};
 use rdpdiag::report::{ConnectionReport, render_text};
 use rdpdiag::session::{
     CloseKind, ConnectFailure, Direction, Micros, Session, SessionConfig, Side,
@@ -227,6 +229,7 @@ pub fn session(data: &[u8]) {
         bytes_host_to_client: 0,
         verdict,
         events: session.events().to_vec(),
+        tls_keylog: None,
     };
     assert!(render_text(&report).ends_with('\n'));
 }
@@ -310,4 +313,45 @@ pub fn run_session(data: &[u8]) -> Session {
         }
     }
     s
+}
+
+/// `capture`: byte 0 picks the read size (1..=256 bytes, or 64 KiB for 0); the rest is a
+/// capture file, read with [`CaptureReader`] record by record, then analysed with events kept.
+/// Decompression and block sizes are capped low so that a tiny gzip bomb stays tiny.
+pub fn capture(data: &[u8]) {
+    let Some((&split, file)) = data.split_first() else {
+        return;
+    };
+    let chunk = if split == 0 { 64 * 1024 } else { usize::from(split) };
+    let reader_cfg = ReaderConfig {
+        max_block: 1024 * 1024,
+        max_decompressed: 16 * 1024 * 1024,
+    };
+    let mut reader = CaptureReader::new(reader_cfg.clone());
+    let mut records = 0usize;
+    for piece in file.chunks(chunk) {
+        reader.push(piece);
+        while let Ok(Some(_)) = reader.next_record() {
+            records += 1;
+        }
+    }
+    reader.finish();
+    while let Ok(Some(_)) = reader.next_record() {
+        records += 1;
+    }
+    // Every record came out of bytes pushed (no loop without progress).
+    assert!(records < usize::MAX);
+
+    let mut analyzer = Analyzer::new(AnalyzeConfig {
+        reader: reader_cfg,
+        keep_events: true,
+        max_active_flows: 64,
+        ..AnalyzeConfig::default()
+    });
+    for piece in file.chunks(chunk) {
+        analyzer.push(piece);
+    }
+    if let Ok(report) = analyzer.finish() {
+        report.any_failed();
+    }
 }

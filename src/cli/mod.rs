@@ -5,6 +5,10 @@
 //! `run(args, &Global) -> anyhow::Result<ExitCode>` function, one [`Command`] variant, one
 //! match arm in [`main`].
 
+pub mod analyze;
+pub mod cert;
+pub mod demo;
+pub mod probe;
 pub mod proxy;
 
 use std::process::ExitCode;
@@ -40,6 +44,14 @@ pub struct Global {
 pub enum Command {
     /// Relay mstsc to an RDP host and diagnose each connection
     Proxy(proxy::Args),
+    /// Diagnose the RDP connections in a capture file (pcap, pcapng)
+    Analyze(analyze::Args),
+    /// Play the failure scenarios with simulated hosts and clients through the proxy
+    Demo(demo::Args),
+    /// Ask an RDP host what it accepts, and which clients it will fail
+    Probe(probe::Args),
+    /// Certificates: a local CA for --fresh-cert, or inspect a certificate
+    Cert(cert::Args),
 }
 
 /// Exit status for usage errors and failures to start.
@@ -48,9 +60,14 @@ pub const EXIT_USAGE: u8 = 2;
 /// Runs the command line; the status to exit with.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.global.verbose);
+    // The demo relays dozens of connections: its reports are the output, not their info logs.
+    init_logs(cli.global.verbose, matches!(cli.command, Command::Demo(_)));
     let result = match cli.command {
         Command::Proxy(args) => proxy::run(args, &cli.global),
+        Command::Analyze(args) => analyze::run(args, &cli.global),
+        Command::Demo(args) => demo::run(args, &cli.global),
+        Command::Probe(args) => probe::run(args, &cli.global),
+        Command::Cert(args) => cert::run(args, &cli.global),
     };
     result.unwrap_or_else(|e| {
         eprintln!("rdpdiag: {e:#}");
@@ -59,9 +76,12 @@ pub fn main() -> ExitCode {
 }
 
 /// Logs go to stderr; stdout is for reports.
-fn init_logs(verbose: u8) {
+fn init_logs(verbose: u8, quiet: bool) {
     let default = match verbose {
-        0 => "warn,rdpdiag=info",
+        0 if quiet => "warn,rustls=error",
+        // rustls warns about every client that sends an IP address as SNI (xfreerdp, mstsc to
+        // an address): noise under --fresh-cert.
+        0 => "warn,rdpdiag=info,rustls=error",
         1 => "info,rdpdiag=debug",
         _ => "debug,rdpdiag=trace",
     };

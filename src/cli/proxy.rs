@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,9 +10,14 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use super::{EXIT_USAGE, Global, parse_secs};
-use crate::relay::{Proxy, ProxyConfig, parse_target};
+use crate::record;
+use crate::relay::tap::RecordConfig;
+use crate::relay::{
+    FreshCertConfig, Proxy, ProxyConfig, SecurityRewrite, experiment_warnings, parse_target,
+};
 use crate::report::{ConnectionReport, render_text};
 use crate::session::Outcome;
+use crate::tls::cert::Ca;
 
 const AFTER_HELP: &str = "\
 Point mstsc at the listening address (mstsc /v:127.0.0.1) and reproduce the failure: each
@@ -52,6 +58,64 @@ pub struct Args {
     /// One JSON object per connection and line on stdout, instead of readable blocks
     #[arg(long)]
     pub json: bool,
+    /// Write a trace bundle per connection under DIR: capture.pcapng (Wireshark), events.jsonl,
+    /// verdict.json, report.txt, report.html, host-cert.pem
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// With --record: replace user, host and domain names and IP addresses by tokens in every
+    /// file of the bundle (the capture included); never write TLS keys
+    #[arg(long, requires = "record")]
+    pub redact: bool,
+    /// With --record: never embed TLS keys in the capture
+    #[arg(long, requires = "record")]
+    pub no_secrets: bool,
+    /// With --record: bytes recorded per connection; more are relayed and counted, not recorded
+    #[arg(long, value_name = "BYTES", requires = "record")]
+    pub record_limit: Option<u64>,
+    /// Offer the host this security layer instead of the client's request (the experiment that
+    /// confirms "NLA / TLS is what fails")
+    #[arg(long, value_enum, value_name = "LAYER")]
+    pub security: Option<Security>,
+    /// Terminate TLS on both legs, presenting a fresh certificate to the client (RSA-2048,
+    /// serverAuth + Remote Desktop Authentication EKU); removes NLA unless --security nla
+    #[arg(long)]
+    pub fresh_cert: bool,
+    /// Name in the fresh certificate (default: the target host as given)
+    #[arg(long, value_name = "NAME", requires = "fresh_cert")]
+    pub cert_name: Option<String>,
+    /// Sign the fresh certificate with the CA in DIR (from `rdpdiag cert ca --out DIR`)
+    #[arg(long, value_name = "DIR", requires = "fresh_cert")]
+    pub ca: Option<std::path::PathBuf>,
+    /// Append the TLS secrets of both legs to FILE (SSLKEYLOGFILE format, mode 0600)
+    #[arg(long, value_name = "FILE", requires = "fresh_cert")]
+    pub keylog: Option<std::path::PathBuf>,
+}
+
+/// `--security` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Security {
+    /// Standard RDP Security only
+    Rdp,
+    /// TLS only (no NLA)
+    Tls,
+    /// NLA (CredSSP over TLS)
+    Nla,
+    /// The client's request without NLA
+    NoNla,
+    /// The client's request without plain TLS (NLA kept)
+    NoTls,
+}
+
+impl From<Security> for SecurityRewrite {
+    fn from(s: Security) -> Self {
+        match s {
+            Security::Rdp => SecurityRewrite::Rdp,
+            Security::Tls => SecurityRewrite::Tls,
+            Security::Nla => SecurityRewrite::Nla,
+            Security::NoNla => SecurityRewrite::NoNla,
+            Security::NoTls => SecurityRewrite::NoTls,
+        }
+    }
 }
 
 pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
@@ -70,18 +134,104 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(EXIT_USAGE));
     }
+    let record = match &args.record {
+        Some(dir) => {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                eprintln!(
+                    "rdpdiag: cannot create --record directory {}: {e}",
+                    dir.display()
+                );
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+            let options = record::Options {
+                redact: args.redact,
+                secrets: !args.no_secrets && !args.redact,
+            };
+            let mut r = RecordConfig::new(dir, options);
+            r.limit = args.record_limit.unwrap_or(r.limit);
+            eprintln!(
+                "rdpdiag: recording each connection under {}{}",
+                dir.display(),
+                if args.redact { " (redacted)" } else { "" }
+            );
+            Some(r)
+        }
+        None => None,
+    };
+    let security = args.security.map(SecurityRewrite::from);
+    let fresh_cert = if args.fresh_cert {
+        let name = match &args.cert_name {
+            Some(n) => n.clone(),
+            None => parse_target(&args.target)
+                .map(|(h, _)| h)
+                .unwrap_or_default(),
+        };
+        let ca = match &args.ca {
+            Some(dir) => Some(Ca::load(dir).with_context(|| {
+                format!(
+                    "cannot load the CA from {} (make one with rdpdiag cert ca --out DIR)",
+                    dir.display()
+                )
+            })?),
+            None => None,
+        };
+        let issued = crate::tls::cert::fresh(&name, ca.as_ref())
+            .with_context(|| format!("cannot make a certificate for {name}"))?;
+        eprintln!(
+            "rdpdiag: --fresh-cert: presenting an RSA-2048 certificate for {name} ({}), TLS 1.2/1.3",
+            match &args.ca {
+                Some(dir) => format!("signed by the CA in {}", dir.display()),
+                None => "self-signed: the client will warn unless you use --ca".to_owned(),
+            }
+        );
+        Some(FreshCertConfig {
+            issued: std::sync::Arc::new(issued),
+        })
+    } else {
+        None
+    };
+    for w in experiment_warnings(security, args.fresh_cert) {
+        eprintln!("rdpdiag: warning: {w}");
+    }
+    if let Some(path) = &args.keylog {
+        eprintln!(
+            "rdpdiag: warning: {} will hold TLS secrets that decrypt these sessions (CredSSP included): keep it private, delete it after use",
+            path.display()
+        );
+    }
     let cfg = ProxyConfig {
+        record,
+        security,
+        fresh_cert,
         connect_timeout: args.connect_timeout,
         stall_timeout: args.stall_timeout,
         max_connections: args.max_connections,
         max_concurrent: usize::try_from(args.max_concurrent).unwrap_or(usize::MAX),
         ..ProxyConfig::new(args.listen, args.target.clone())
     };
-    super::runtime()?.block_on(serve(cfg, args.json))
+    super::runtime()?.block_on(serve(cfg, args.json, args.keylog))
 }
 
-async fn serve(cfg: ProxyConfig, json: bool) -> anyhow::Result<ExitCode> {
+/// Appends one connection's key log to `path` (created 0600).
+fn append_keylog(path: &std::path::Path, lines: &str) -> anyhow::Result<()> {
+    if !path.exists() {
+        crate::tls::cert::write_private(path, b"")?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot write the key log {}", path.display()))?;
+    f.write_all(lines.as_bytes())?;
+    Ok(())
+}
+
+async fn serve(
+    cfg: ProxyConfig,
+    json: bool,
+    keylog: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let target = cfg.target.clone();
+    let record = cfg.record.clone();
     let proxy = Proxy::bind(cfg)
         .await
         .with_context(|| "cannot start the proxy".to_owned())?;
@@ -103,6 +253,11 @@ async fn serve(cfg: ProxyConfig, json: bool) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     while let Some(report) = rx.recv().await {
         all_healthy &= report.verdict.outcome == Outcome::Healthy;
+        if let (Some(path), Some(lines)) = (&keylog, &report.tls_keylog)
+            && let Err(e) = append_keylog(path, lines)
+        {
+            eprintln!("rdpdiag: {e:#}");
+        }
         if json {
             serde_json::to_writer(&mut stdout, &report)?;
             stdout.write_all(b"\n")?;
@@ -113,6 +268,10 @@ async fn serve(cfg: ProxyConfig, json: bool) -> anyhow::Result<ExitCode> {
         stdout.flush()?;
     }
     running.await??;
+    if let Some(r) = record {
+        // The bundles of the connections that ended are still being written.
+        r.flush().await;
+    }
     Ok(if all_healthy {
         ExitCode::SUCCESS
     } else {

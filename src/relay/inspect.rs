@@ -12,6 +12,8 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 
 use super::pipe::{Copying, Half, Relay, Step};
+use super::tap::Tap;
+use crate::record::Leg;
 use crate::session::{ConnectFailure, Micros, Session};
 
 /// The connection's clock: [`Micros`] since accept, from tokio's clock (pausable in tests).
@@ -93,11 +95,12 @@ pub(crate) enum Inspected {
     HandOff,
 }
 
-/// Relays with a tap into `session` until it is done, stalls, or `limit` bytes were fed.
-/// `fed` counts bytes already fed (those buffered while connecting).
+/// Relays with a tap into `session` (and the recording `tap`, if any) until it is done, stalls,
+/// or `limit` bytes were fed. `fed` counts bytes already fed (those buffered while connecting).
 pub(crate) async fn inspect(
     relay: &mut Relay,
     session: &mut Session,
+    mut tap: Option<&mut Tap>,
     clock: Clock,
     mut fed: u64,
     limit: u64,
@@ -130,7 +133,11 @@ pub(crate) async fn inspect(
             Step::Read(dir) => {
                 let chunk = relay.half(dir).pending();
                 fed = fed.saturating_add(chunk.len() as u64);
-                session.feed(dir, chunk, clock.now());
+                let at = clock.now();
+                if let Some(t) = tap.as_deref_mut() {
+                    t.chunk(Leg::Client, dir, chunk, at);
+                }
+                session.feed(dir, chunk, at);
             }
             Step::Closed(side, kind) => session.on_close(side, kind, clock.now()),
             Step::Done => return Inspected::Done,

@@ -13,8 +13,14 @@
 
 mod inspect;
 mod pipe;
+mod rewrite;
 #[cfg(target_os = "linux")]
 mod splice;
+pub mod tap;
+mod terminate;
+
+pub use rewrite::{SecurityRewrite, plan as plan_rewrite, warnings as experiment_warnings};
+pub use terminate::{FreshCertConfig, classify as classify_tls_error, host_leg_config};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,6 +34,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::{self, JoinSet};
 use tracing::Instrument;
 
+use crate::record::Leg;
 use crate::report::ConnectionReport;
 use crate::session::{
     CloseKind, Direction, Micros, Outcome, Session, SessionConfig, Side, Verdict,
@@ -81,6 +88,12 @@ pub struct ProxyConfig {
     pub inspect_limit: u64,
     pub hot_path: HotPath,
     pub session: SessionConfig,
+    /// `--record DIR`: write a trace bundle per connection.
+    pub record: Option<tap::RecordConfig>,
+    /// `--security`: rewrite the client's requestedProtocols (`relay/rewrite.rs`).
+    pub security: Option<SecurityRewrite>,
+    /// `--fresh-cert`: terminate TLS on both legs (`relay/terminate.rs`).
+    pub fresh_cert: Option<FreshCertConfig>,
 }
 
 impl ProxyConfig {
@@ -96,6 +109,9 @@ impl ProxyConfig {
             inspect_limit: 1024 * 1024,
             hot_path: HotPath::default(),
             session: SessionConfig::default(),
+            record: None,
+            security: None,
+            fresh_cert: None,
         }
     }
 }
@@ -331,7 +347,17 @@ async fn serve(
 ) -> ConnectionReport {
     let cfg = &ctx.cfg;
     let clock = Clock::start();
-    let mut session = Session::new(cfg.session.clone());
+    let mut tap = cfg.record.as_ref().map(|r| {
+        let listen = client.local_addr().unwrap_or(cfg.listen);
+        tap::Tap::start(r, id, peer, listen)
+    });
+    let mut scfg = cfg.session.clone();
+    // Certificate checks need "now" and the name the certificate should carry (the target).
+    scfg.now_unix
+        .get_or_insert_with(|| time::OffsetDateTime::now_utc().unix_timestamp());
+    scfg.host_name.get_or_insert_with(|| ctx.host.clone());
+    let mut session = Session::new(scfg);
+    let mut tls_keylog = None;
     tracing::info!(client = %peer, "Connection accepted");
     // The negotiation is latency-bound: no Nagle delays on either leg.
     if let Err(e) = client.set_nodelay(true) {
@@ -356,6 +382,22 @@ async fn serve(
             tracing::debug!(error = %e, "Client reset while connecting");
             session.on_close(Side::Client, CloseKind::Rst, clock.now());
         }
+        // `--security` / `--fresh-cert`: the experiment's own relay (`rewrite.rs`).
+        Connected::Host(host) if cfg.security.is_some() || cfg.fresh_cert.is_some() => {
+            session.on_connect_result(Ok(()), clock.now());
+            if let Err(e) = host.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY failed");
+            }
+            host_addr = host.peer_addr().ok().map(|a| a.to_string());
+            if let Some(t) = &mut tap {
+                // The experiment's relay does not feed the tap chunks yet: the bundle holds the
+                // verdict, the events and the TLS secrets of both legs.
+                t.connected(host.peer_addr().ok(), host.local_addr().ok());
+            }
+            let (c, s, keylog) = rewrite::serve(client, host, c2s, &mut session, clock, ctx).await;
+            bytes = (c, s);
+            tls_keylog = keylog;
+        }
         Connected::Host(host) => {
             session.on_connect_result(Ok(()), clock.now());
             if let Err(e) = host.set_nodelay(true) {
@@ -364,6 +406,10 @@ async fn serve(
             host_addr = host.peer_addr().ok().map(|a| a.to_string());
             // What the client sent meanwhile reaches the host now: the session sees it then.
             let early = c2s.pending();
+            if let Some(t) = &mut tap {
+                t.connected(host.peer_addr().ok(), host.local_addr().ok());
+                t.chunk(Leg::Client, Direction::ClientToHost, early, clock.now());
+            }
             if !early.is_empty() {
                 session.feed(Direction::ClientToHost, early, clock.now());
             }
@@ -372,8 +418,15 @@ async fn serve(
                 session.on_close(Side::Client, CloseKind::Fin, clock.now());
             }
             let mut relay = Relay::new(client, host, c2s);
-            let inspected =
-                inspect::inspect(&mut relay, &mut session, clock, fed, cfg.inspect_limit).await;
+            let inspected = inspect::inspect(
+                &mut relay,
+                &mut session,
+                tap.as_mut(),
+                clock,
+                fed,
+                cfg.inspect_limit,
+            )
+            .await;
             match inspected {
                 Inspected::Done => {}
                 Inspected::Stalled => {
@@ -381,8 +434,15 @@ async fn serve(
                 }
                 Inspected::HandOff => {
                     tracing::debug!(phase = %session.phase(), "Inspection over; relaying");
-                    let on_close = |side: Side, kind| session.on_close(side, kind, clock.now());
-                    hot_path(&mut relay, cfg.hot_path, on_close).await;
+                    let mut on_close = |side: Side, kind| session.on_close(side, kind, clock.now());
+                    // Recording: user-space copies with the tap up to the record limit first.
+                    let ended = match &mut tap {
+                        Some(t) => tap::record_rest(&mut relay, t, clock, &mut on_close).await,
+                        None => false,
+                    };
+                    if !ended {
+                        hot_path(&mut relay, cfg.hot_path, on_close).await;
+                    }
                 }
             }
             bytes = (relay.c2s.bytes, relay.s2c.bytes);
@@ -399,7 +459,7 @@ async fn serve(
         s2c = bytes.1,
         "Connection ended"
     );
-    ConnectionReport {
+    let report = ConnectionReport {
         id,
         client: peer.to_string(),
         target: cfg.target.clone(),
@@ -410,7 +470,15 @@ async fn serve(
         bytes_host_to_client: bytes.1,
         verdict,
         events: session.events().to_vec(),
+        tls_keylog,
+    };
+    if let Some(mut t) = tap {
+        if let Some(k) = &report.tls_keylog {
+            t.set_key_log(k.clone());
+        }
+        t.finish(&report);
     }
+    report
 }
 
 #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
@@ -449,6 +517,7 @@ fn internal_error_report(meta: Option<Meta>, cfg: &ProxyConfig, error: &str) -> 
         bytes_host_to_client: 0,
         verdict,
         events: Vec::new(),
+        tls_keylog: None,
     }
 }
 

@@ -408,6 +408,47 @@ pub static CAUSES: &[Cause] = &[
         confirm_with: &[],
     },
     Cause {
+        id: "experiment.client_detected_rewrite",
+        title: "rdpdiag rewrote requestedProtocols (--security) and the client detected it in the host's encrypted echo (SC_CORE.clientRequestedProtocols): the experiment's side effect, not a host failure",
+        likely_causes: &[
+            "the client compares the host's echo of requestedProtocols with what it sent (MS-RDPBCGR 5.4.2.1) and treats a mismatch as tampering",
+            "the echo travels inside TLS, which rdpdiag relays without terminating",
+        ],
+        remedies: &[
+            "Re-run the experiment with --fresh-cert so rdpdiag terminates TLS and patches the echo back",
+            "Or change the client's own setting instead of rewriting (mstsc: disable 'Require NLA' / rdp file 'enablecredsspsupport:i:0')",
+        ],
+        confirm_with: &["rdpdiag proxy --security tls --fresh-cert --target HOST"],
+    },
+    Cause {
+        id: "experiment.nla_key_binding",
+        title: "NLA (CredSSP) failed through --fresh-cert, as it must: pubKeyAuth binds the TLS server key and the client saw rdpdiag's key (not the host's fault)",
+        likely_causes: &[
+            "CredSSP's pubKeyAuth proves both ends saw the same TLS public key; with TLS terminated by rdpdiag they see different keys (MS-CSSP 3.1.5)",
+        ],
+        remedies: &[
+            "Run --fresh-cert without --security nla (the default strips NLA) to test the certificate, and test NLA without --fresh-cert",
+        ],
+        confirm_with: &[
+            "rdpdiag proxy --fresh-cert --target HOST",
+            "rdpdiag proxy --security nla --target HOST",
+        ],
+    },
+    Cause {
+        id: "experiment.client_rejected_fresh_cert",
+        title: "the client refused rdpdiag's fresh certificate: it does not trust the issuer (the experiment's setup, not the host)",
+        likely_causes: &[
+            "--fresh-cert without --ca presents a self-signed certificate",
+            "the local CA is not in the client's trusted roots",
+            "the client connects under a name the certificate does not carry (use --cert-name)",
+        ],
+        remedies: &[
+            "rdpdiag cert ca --out DIR, then on the client: Import-Certificate -FilePath ca.crt -CertStoreLocation Cert:\\CurrentUser\\Root",
+            "Run the proxy with --fresh-cert --ca DIR (and --cert-name NAME matching what the client connects to)",
+        ],
+        confirm_with: &["rdpdiag proxy --fresh-cert --ca DIR --target HOST"],
+    },
+    Cause {
         id: "closed_early",
         title: "the connection ended before the session became active, with no more specific explanation",
         likely_causes: &["see the phase reached and who closed"],

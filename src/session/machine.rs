@@ -17,6 +17,12 @@ use crate::wire::x224::{
 use crate::wire::x509::{self, CertSummary};
 use crate::wire::{DecodeError, tpkt};
 
+mod experiment;
+mod plaintext;
+
+pub use experiment::{Echo, ExperimentSetup};
+pub use plaintext::{HostTls, TlsLegError};
+
 /// Knobs of the diagnosis.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -81,6 +87,8 @@ struct TlsState {
     server_hello: Option<ServerHello>,
     server_hello_at: Option<(u64, Micros)>,
     chain: Vec<CertSummary>,
+    /// Where the Certificate message was (offset, time).
+    chain_at: Option<(u64, Micros)>,
     tls13: bool,
     /// Per direction (client, host): records are encrypted from now on.
     encrypted: PerDir<bool>,
@@ -164,12 +172,18 @@ pub struct Session {
     /// Roles of the application records in order (dir, role, offset, len, at).
     roles: Vec<(Direction, Role, u64, u16, Micros)>,
     malformed: Option<(Direction, u64, Micros, DecodeError)>,
+    /// Every decode error, first per direction.
+    malformed_all: Vec<(Direction, u64, Micros, DecodeError)>,
     /// Closes in the order they happened.
     closes: Vec<(Side, CloseKind, Micros)>,
     stall: Option<(Phase, Micros, Micros, Option<Side>)>,
     /// Last time bytes arrived in each direction.
     last_bytes: PerDir<Option<Micros>>,
     last_progress: Micros,
+    /// The experiment the driver runs (`proxy --security` / `--fresh-cert`).
+    experiment: Option<ExperimentSetup>,
+    /// TLS terminated by the driver: both legs' results and the decrypted streams.
+    term: Option<plaintext::TermState>,
 }
 
 /// One value per direction, indexed by [`Direction`] (no slice indexing, no bounds to check).
@@ -214,10 +228,13 @@ impl Session {
             mcs: McsState::default(),
             roles: Vec::new(),
             malformed: None,
+            malformed_all: Vec::new(),
             closes: Vec::new(),
             stall: None,
             last_bytes: PerDir::default(),
             last_progress: Micros::ZERO,
+            experiment: None,
+            term: None,
         }
     }
 
@@ -329,6 +346,9 @@ impl Session {
                 error: error.clone(),
             },
         );
+        if !self.malformed_all.iter().any(|m| m.0 == dir) {
+            self.malformed_all.push((dir, offset, at, error.clone()));
+        }
         if self.malformed.is_none() {
             self.malformed = Some((dir, offset, at, error));
         }
@@ -374,7 +394,12 @@ impl Session {
             (_, X224Pdu::Data { payload_offset }) => {
                 let body = pdu.get(payload_offset..).unwrap_or_default();
                 match mcs::decode(body) {
-                    Ok(p) => self.on_mcs(dir, offset, p, at),
+                    Ok(p) => {
+                        if let McsPdu::ConnectResponse(r) = &p {
+                            self.server_data_certificates(r, body);
+                        }
+                        self.on_mcs(dir, offset, p, at)
+                    }
                     Err(e) => {
                         // MCS inside a clear TPKT that we cannot read: note it, keep framing.
                         let e = e.shifted(base.saturating_add(payload_offset));
@@ -397,6 +422,24 @@ impl Session {
                 );
                 self.push(at, Some(dir), Some(offset), EventKind::Note { text });
             }
+        }
+    }
+
+    /// Standard RDP Security with an X.509 chain in the server security data: summarize it
+    /// like a TLS certificate (the leaf is the last certificate of that chain).
+    fn server_data_certificates(&mut self, r: &mcs::ConnectResponse, body: &[u8]) {
+        let Some(sec) = &r.server_security else {
+            return;
+        };
+        let mut chain: Vec<CertSummary> = sec
+            .x509_chain
+            .iter()
+            .filter_map(|span| body.get(span.offset..span.offset.saturating_add(span.len)))
+            .filter_map(|der| x509::summarize(der).ok())
+            .collect();
+        chain.reverse();
+        if !chain.is_empty() && self.tls.chain.is_empty() {
+            self.tls.chain = chain;
         }
     }
 
@@ -426,7 +469,10 @@ impl Session {
         self.push(at, Some(dir), Some(offset), EventKind::Mcs { pdu });
         // Standard RDP Security: after the Connect-Response come the domain PDUs, the security
         // exchange, licensing and capabilities, all framed by TPKT.
-        if self.mcs.response.is_some() {
+        if self.mcs.response.is_some()
+            && self.mcs.after_response.client + self.mcs.after_response.host > 0
+        {
+            // Licensing (and what follows) starts with the first PDU after the Connect-Response.
             self.enter(Phase::Licensing, at);
             let PerDir { client: c, host: s } = self.mcs.after_response;
             if c >= ACTIVE_AFTER_RECORDS && s >= ACTIVE_AFTER_RECORDS {
@@ -597,6 +643,7 @@ impl Session {
                         .filter_map(|d| x509::summarize(d).ok())
                         .collect();
                     self.tls.chain = chain.clone();
+                    self.tls.chain_at = Some((offset, at));
                     self.push(
                         at,
                         Some(dir),
@@ -764,6 +811,23 @@ impl Session {
             );
             return;
         }
+        // Once a side has closed TLS (an alert), what the other side still sends is not a step
+        // of the exchange (corpus ndpi_rdp_over_tls: the client sends two records after the
+        // host's alert, then resets).
+        if self.alerts.iter().any(|a| !a.before_done && a.dir != dir) {
+            self.push(
+                at,
+                Some(dir),
+                Some(offset),
+                EventKind::TlsRecord {
+                    content_type: 23,
+                    len,
+                    index: 0,
+                    role: Some("after the peer's alert".to_owned()),
+                },
+            );
+            return;
+        }
         self.tls.app_records[dir] = self.tls.app_records[dir].saturating_add(1);
         let index = self.tls.app_records[dir];
         let role = self.infer_role(dir, index, len);
@@ -786,7 +850,6 @@ impl Session {
             Role::ConnectResponse | Role::Session => {}
         }
         if let Some(resp_at) = self.roles.iter().position(|r| r.1 == Role::ConnectResponse) {
-            self.enter(Phase::Licensing, at);
             let after = self.roles.get(resp_at + 1..).unwrap_or_default();
             let c = after
                 .iter()
@@ -796,6 +859,9 @@ impl Session {
                 .iter()
                 .filter(|r| r.0 == Direction::HostToClient)
                 .count();
+            if c + s > 0 {
+                self.enter(Phase::Licensing, at);
+            }
             let need = ACTIVE_AFTER_RECORDS as usize;
             if c >= need && s >= need {
                 self.enter(Phase::Active, at);
@@ -890,6 +956,9 @@ impl Session {
     /// True once nothing more can be learned from the bytes: the driver may stop feeding them
     /// (it must still report closes).
     pub fn inspection_done(&self) -> bool {
+        if let Some(t) = &self.term {
+            return self.phase >= Phase::Active || t.all_opaque();
+        }
         self.phase >= Phase::Active || (self.streams.client.opaque && self.streams.host.opaque)
     }
 
@@ -945,7 +1014,9 @@ fn ev(
 impl Session {
     /// The verdict, from what has been seen so far.
     pub fn verdict(&self) -> Verdict {
-        let mut d = self.diagnose();
+        let d = self.diagnose();
+        let mut d = self.adjust_for_experiment(d);
+        let experiment = self.experiment_report(&d);
         d.evidence.extend(self.close_evidence());
         let (closed_by, close_kind) = self.closer();
         let cause = causes::lookup(d.cause);
@@ -969,6 +1040,7 @@ impl Session {
                 .map(|c| c.confirm_with.iter().map(|s| (*s).to_owned()).collect())
                 .unwrap_or_default(),
             facts,
+            experiment,
         }
     }
 
@@ -977,7 +1049,7 @@ impl Session {
         let alert = self
             .alerts
             .iter()
-            .find(|a| a.before_done && a.fatal)
+            .find(|a| a.fatal || a.description.is_none())
             .map(|a| (a.dir.sender(), a.at, CloseKind::Alert));
         let dpu = self.mcs.disconnect.map(|(dir, _, at, _)| {
             let side = dir.sender();
@@ -1077,18 +1149,28 @@ impl Session {
                 at,
                 "close",
                 format!(
-                    "{} sent {} after {} byte(s)",
+                    "{} sent {} after {} byte(s){}",
                     side.name(),
                     kind.name().to_uppercase(),
-                    pos
+                    pos,
+                    self.plaintext_note(dir)
                 ),
             ));
         }
         out
     }
 
+    /// The first end of the connection: a TCP close, or an earlier fatal alert / DPU (see
+    /// [`Session::closer`]).
     fn first_close(&self) -> Option<(Side, CloseKind, Micros)> {
-        self.closes.first().copied()
+        let tcp = self.closes.first().copied();
+        match (self.terminating_message(), tcp) {
+            (Some((side, at, kind)), Some((_, _, tcp_at))) if at <= tcp_at => {
+                Some((side, kind, at))
+            }
+            (Some((side, at, kind)), None) => Some((side, kind, at)),
+            (_, tcp) => tcp,
+        }
     }
 
     fn draft(&self, cause: &'static str, outcome: Outcome, summary: String) -> Draft {
@@ -1123,6 +1205,29 @@ impl Session {
         }
         if self.phase >= Phase::Active {
             return self.healthy();
+        }
+        // The host answered the CR with bytes that never became a Connection Confirm (a TPKT
+        // header claiming more than ever came, corpus modbus-p502): not an RDP listener. Do not
+        // wait for the missing bytes as if they were coming.
+        if self.cr.is_some()
+            && self.cc.is_none()
+            && self.streams.host.pending() > 0
+            && (self.stall.is_some() || !self.closes.is_empty())
+        {
+            let s = &self.streams.host;
+            let mut d = self.draft("x224.not_rdp", Outcome::Failed, format!("the host answered the Connection Request with {} byte(s) that never became an X.224 Connection Confirm: not an RDP listener", s.pending()));
+            d.evidence.push(ev(
+                Some(Direction::HostToClient),
+                Some(s.position()),
+                self.last_bytes.host.unwrap_or_default(),
+                "X.224 Connection Confirm",
+                format!(
+                    "incomplete: {} byte(s) starting {:02x?}",
+                    s.pending(),
+                    s.peek()
+                ),
+            ));
+            return d;
         }
         if let Some((phase, idle, _, waiting)) = &self.stall {
             let who = waiting
@@ -1193,7 +1298,9 @@ impl Session {
             )),
         }
         let selected = self.selected.unwrap_or(Protocols::RDP);
-        let mut d = if selected.uses_tls() {
+        let mut d = if selected.uses_tls() && self.term.is_some() {
+            self.after_confirm_terminated(selected)
+        } else if selected.uses_tls() {
             self.after_confirm_tls(cr, selected)
         } else {
             self.after_confirm_rdp(cr)
@@ -1213,7 +1320,7 @@ impl Session {
                 "Standard RDP Security: {mismatch} (this client accepted it; mstsc may not)"
             ));
         }
-        if self.selected.is_some_and(Protocols::uses_tls) {
+        if self.selected.is_some_and(Protocols::uses_tls) && self.term.is_none() {
             d.inferred = true;
             d.summary = "the connection went past the MCS exchange into the session (healthy as far as visible through TLS)".to_owned();
         }
@@ -1221,7 +1328,7 @@ impl Session {
     }
 
     fn diagnose_malformed(&self) -> Option<Draft> {
-        let (dir, offset, at, err) = self.malformed.as_ref()?;
+        let (dir, _, _, err) = self.malformed.as_ref()?;
         // Garbage after the connection is decided is not what broke it.
         if self.phase >= Phase::Mcs || self.tls.done {
             return None;
@@ -1250,13 +1357,15 @@ impl Session {
             )
         };
         let mut d = self.draft(cause, Outcome::Failed, summary);
-        d.evidence.push(ev(
-            Some(*dir),
-            Some(*offset),
-            *at,
-            err.field,
-            format!("expected {}, found {}", err.expected, err.found),
-        ));
+        for (dir, offset, at, err) in &self.malformed_all {
+            d.evidence.push(ev(
+                Some(*dir),
+                Some(*offset),
+                *at,
+                err.field,
+                format!("expected {}, found {}", err.expected, err.found),
+            ));
+        }
         Some(d)
     }
 
@@ -1413,7 +1522,8 @@ impl Session {
         let Some((_, rs_at, _)) = &self.mcs.response else {
             let mut d = match self.first_close() {
                 Some((Side::Host, _, _)) => self.draft("rdp_security.encryption_mismatch", Outcome::Failed, "the host closed after the MCS Connect-Initial without a Connect-Response: it accepts none of the client's encryption methods".to_owned()),
-                _ => self.draft("closed_early", Outcome::Failed, "the connection ended before the MCS Connect-Response".to_owned()),
+                Some(_) => self.draft("closed_early", Outcome::Failed, "the connection ended before the MCS Connect-Response".to_owned()),
+                None => self.draft("closed_early", Outcome::Unknown, "waiting for the MCS Connect-Response".to_owned()),
             };
             d.inferred = d.cause == "rdp_security.encryption_mismatch";
             d.evidence = evidence;
@@ -1732,8 +1842,8 @@ impl Session {
             let problems = self.cert_problems();
             d.evidence.push(ev(
                 Some(Direction::HostToClient),
-                None,
-                Micros::ZERO,
+                self.tls.chain_at.map(|c| c.0),
+                self.tls.chain_at.map_or(Micros::ZERO, |c| c.1),
                 "TLS Certificate (leaf)",
                 leaf.one_line(),
             ));
@@ -1902,6 +2012,9 @@ impl Session {
         if let Some(h) = &self.tls.server_hello {
             f.tls_version = Some(tls::version_name(h.version()));
             f.tls_cipher = Some(tls::cipher_suite_name(h.cipher_suite));
+        }
+        if let Some(t) = &self.term {
+            t.facts(&mut f);
         }
         f.certificate = self.tls.chain.iter().map(CertSummary::one_line).collect();
         f.certificate_problems = self.cert_problems();

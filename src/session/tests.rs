@@ -440,7 +440,7 @@ fn standard_rdp_security_legacy_xp_session_is_clear_and_consistent() {
         ms(4),
     );
     let v = s.verdict();
-    assert_eq!(v.phase_reached, Phase::Licensing);
+    assert_eq!(v.phase_reached, Phase::Mcs);
     assert_eq!(v.facts.client_name.as_deref(), Some("SEPTU"));
     assert_eq!(v.facts.client_build.as_deref(), Some("2600"));
     assert!(
@@ -494,7 +494,7 @@ fn standard_rdp_security_method_not_offered_is_a_mismatch() {
         (v.cause, v.phase_reached, v.closed_by),
         (
             "rdp_security.encryption_mismatch",
-            Phase::Licensing,
+            Phase::Mcs,
             Some(Side::Client)
         ),
         "{v:#?}"

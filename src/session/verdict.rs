@@ -97,4 +97,35 @@ pub struct Verdict {
     /// The rdpdiag experiment that confirms it.
     pub confirm_with: Vec<String>,
     pub facts: Facts,
+    /// The experiment rdpdiag ran on this connection (`proxy --security`, `--fresh-cert`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<Experiment>,
+}
+
+/// What an experiment changed and what it proved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Experiment {
+    /// `security`, `fresh_cert`, or `security+fresh_cert`.
+    pub kind: String,
+    /// requestedProtocols as the client sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offered_original: Option<String>,
+    /// requestedProtocols as the host received it (absent when not rewritten).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offered_rewritten: Option<String>,
+    /// What the host selected (or its RDP_NEG_FAILURE).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_selected: Option<String>,
+    /// How far the connection got.
+    pub phase_reached: Phase,
+    /// What became of the host's echo of requestedProtocols (SC_CORE.clientRequestedProtocols).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub echo: Option<String>,
+    /// rdpdiag terminated TLS on both legs.
+    pub tls_terminated: bool,
+    /// Warnings and impossible requests.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// One sentence: what the experiment proved.
+    pub conclusion: String,
 }

@@ -6,11 +6,14 @@
 //!
 //! Nothing here knows about sockets, files or clocks.
 
+pub mod credssp;
 pub mod cursor;
 pub mod gcc;
 pub mod mcs;
+pub mod ntlm;
 pub mod tls;
 pub mod tpkt;
+pub mod tsrequest;
 pub mod x224;
 pub mod x509;
 

@@ -5,7 +5,7 @@
 //! "why does mstsc refuse this host's certificate": validity, names, EKU, key, signature
 //! algorithm, self-signed. Nothing here reads a clock: `now` is passed in.
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 use serde::Serialize;
 use x509_parser::certificate::X509Certificate;
