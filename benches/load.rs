@@ -55,9 +55,19 @@ fn main() {
         "fds: {} before, {} peak, {} after; RSS: {} KiB before, {} KiB peak, {} KiB after",
         f.fds_before, f.fds_peak, f.fds_after, f.rss_before_kib, f.rss_peak_kib, f.rss_after_kib
     );
-    println!("reports: {} ({} internal_error)", f.reports, f.internal_errors);
-    assert_eq!(f.reports, 3 * f.connections, "two priming rounds + the measured round");
+    println!(
+        "reports: {} ({} internal_error)",
+        f.reports, f.internal_errors
+    );
+    assert_eq!(
+        f.reports,
+        3 * f.connections,
+        "two priming rounds + the measured round"
+    );
     assert_eq!(f.internal_errors, 0);
     assert!(f.fds_after <= f.fds_before, "fds leaked");
-    assert!(f.rss_after_kib < f.rss_before_kib + 32 * 1024, "RSS did not come back");
+    assert!(
+        f.rss_after_kib < f.rss_before_kib + 32 * 1024,
+        "RSS did not come back"
+    );
 }

@@ -13,12 +13,19 @@ mod entry;
 
 use std::path::PathBuf;
 
-fn replay(target: &str, entry: fn(&[u8])) {
+/// A fuzz target's entry point.
+type Entry = fn(&[u8]);
+
+fn replay(target: &str, entry: Entry) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/fuzz_regression")
         .join(target);
-    let files = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e} (every fuzz target keeps a directory)", dir.display()));
+    let files = std::fs::read_dir(&dir).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (every fuzz target keeps a directory)",
+            dir.display()
+        )
+    });
     let mut replayed = 0;
     for file in files {
         let path = file.unwrap().path();
@@ -67,7 +74,7 @@ fn capture() {
 #[test]
 fn seeds() {
     let seeds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
-    let targets: [(&str, fn(&[u8])); 6] = [
+    let targets: [(&str, Entry); 6] = [
         ("x224", entry::x224),
         ("tls_records", entry::tls_records),
         ("x509", entry::x509),

@@ -58,7 +58,9 @@ fn hex(s: &str) -> Vec<u8> {
 }
 
 fn fixture(path: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -179,8 +181,7 @@ async fn play(mut s: TcpStream, script: Script) -> Seen {
                 let chunk = vec![0x5a; 64 * 1024];
                 let mut n = 0u64;
                 loop {
-                    let wrote =
-                        tokio::time::timeout(Duration::from_secs(1), s.write(&chunk)).await;
+                    let wrote = tokio::time::timeout(Duration::from_secs(1), s.write(&chunk)).await;
                     match wrote {
                         Ok(Ok(k)) => {
                             tx_hash.update(&chunk[..k]);
@@ -373,7 +374,10 @@ impl Healthy {
             };
             let ((sent, sent_hash), (got, got_hash)) = tokio::join!(writer, reader);
             assert_eq!(got, sent, "healthy connection: echo length");
-            assert_eq!(got_hash, sent_hash, "healthy connection: echoed bytes differ");
+            assert_eq!(
+                got_hash, sent_hash,
+                "healthy connection: echoed bytes differ"
+            );
             (local, sent)
         });
         Healthy { stop, task }
@@ -384,7 +388,10 @@ impl Healthy {
         self.stop.send(()).unwrap();
         let (local, sent) = guard("healthy connection", self.task).await.unwrap();
         let r = h.report_for(local).await;
-        assert_eq!((r.bytes_client_to_host, r.bytes_host_to_client), (sent, sent));
+        assert_eq!(
+            (r.bytes_client_to_host, r.bytes_host_to_client),
+            (sent, sent)
+        );
         assert_ne!(r.verdict.cause, "internal_error");
     }
 }
@@ -475,15 +482,18 @@ async fn tpkt_lengths_0_3_4_65535_from_the_client() {
                 host.queue(vec![Act::Drain, Act::Fin]);
                 let s = TcpStream::connect(h.addr).await.unwrap();
                 let local = s.local_addr().unwrap();
-                let seen =
-                    play(s, vec![Act::Send(bytes.clone()), Act::Fin, Act::Drain]).await;
+                let seen = play(s, vec![Act::Send(bytes.clone()), Act::Fin, Act::Drain]).await;
                 let host_seen = host.seen().await;
                 assert_eq!(host_seen.received, bytes.len() as u64);
                 assert_eq!(host_seen.hash, sha(&bytes), "bytes relayed as sent");
                 assert_eq!(seen.ended_with_error, Some(false));
                 let r = h.report_for(local).await;
                 assert_clear(&r);
-                assert_eq!(r.verdict.cause, expected, "TPKT length {length}: {:#?}", r.verdict);
+                assert_eq!(
+                    r.verdict.cause, expected,
+                    "TPKT length {length}: {:#?}",
+                    r.verdict
+                );
             }
             (host, h)
         },
@@ -497,8 +507,13 @@ async fn tpkt_lengths_0_3_4_65535_from_the_host() {
         |_| {},
         |mut host, mut h| async move {
             let cr = hex(CR);
-            for (length, body) in [(0u16, 60usize), (3, 60), (4, 60), (65535, 65531), (65535, 1000)]
-            {
+            for (length, body) in [
+                (0u16, 60usize),
+                (3, 60),
+                (4, 60),
+                (65535, 65531),
+                (65535, 1000),
+            ] {
                 let bytes = tpkt(length, body);
                 host.queue(vec![
                     Act::RecvTotal(cr.len() as u64),
@@ -523,7 +538,11 @@ async fn tpkt_lengths_0_3_4_65535_from_the_host() {
                 } else {
                     "x224.not_rdp"
                 };
-                assert_eq!(r.verdict.cause, expected, "TPKT length {length}: {:#?}", r.verdict);
+                assert_eq!(
+                    r.verdict.cause, expected,
+                    "TPKT length {length}: {:#?}",
+                    r.verdict
+                );
             }
             (host, h)
         },
@@ -609,7 +628,11 @@ async fn tls_record_longer_than_allowed_from_either_side() {
             assert_clear(&r);
             assert_eq!(r.verdict.phase_reached, Phase::TlsHandshake);
             assert_eq!(r.verdict.cause, "tls.closed_during_handshake");
-            assert!(r.verdict.summary.contains("TLSPlaintext.length"), "{:#?}", r.verdict);
+            assert!(
+                r.verdict.summary.contains("TLSPlaintext.length"),
+                "{:#?}",
+                r.verdict
+            );
             assert_eq!(r.verdict.outcome, Outcome::Failed, "{:#?}", r.verdict);
             (host, h)
         },
@@ -650,7 +673,9 @@ async fn send_garbage(w: &mut (impl AsyncWriteExt + Unpin), total: u64) -> Vec<u
     let mut hash = Sha256::new();
     let (mut sent, mut at) = (0u64, 0usize);
     while sent < total {
-        let n = (block.len() - at).min(256 * 1024).min((total - sent) as usize);
+        let n = (block.len() - at)
+            .min(256 * 1024)
+            .min((total - sent) as usize);
         let chunk = &block[at..at + n];
         w.write_all(chunk).await.unwrap();
         hash.update(chunk);
@@ -820,7 +845,10 @@ async fn half_open_connections() {
             )
             .await;
             assert_eq!(seen.hash, sha(&cc));
-            assert_eq!(host.seen().await.hash, sha(&[cr.as_slice(), &more].concat()));
+            assert_eq!(
+                host.seen().await.hash,
+                sha(&[cr.as_slice(), &more].concat())
+            );
             let r = h.report_for(local).await;
             assert_clear(&r);
             assert_eq!(
@@ -833,15 +861,20 @@ async fn half_open_connections() {
             host.queue(vec![Act::Drain]);
             let s = TcpStream::connect(h.addr).await.unwrap();
             let local = s.local_addr().unwrap();
-            let client =
-                tokio::spawn(play(s, vec![Act::Send(cr.clone()), Act::Drain]));
+            let client = tokio::spawn(play(s, vec![Act::Send(cr.clone()), Act::Drain]));
             let host_seen = host.seen().await;
             assert_eq!(host_seen.hash, sha(&cr));
             assert!(host_seen.ended_with_error.is_some());
             let r = h.report_for(local).await;
             assert_eq!(r.verdict.cause, "stall", "{:#?}", r.verdict);
             assert_eq!(r.verdict.phase_reached, Phase::X224);
-            assert!(guard("client", client).await.unwrap().ended_with_error.is_some());
+            assert!(
+                guard("client", client)
+                    .await
+                    .unwrap()
+                    .ended_with_error
+                    .is_some()
+            );
             (host, h)
         },
     )
@@ -881,7 +914,10 @@ async fn client_that_never_reads_blocks_the_host_with_bounded_memory() {
             eprintln!("never-reading client: host wrote {flooded} bytes before blocking");
             // Loopback socket buffers on both legs plus the proxy's 64 KiB buffer; holding
             // without bound would let the flood run on for the whole wait.
-            assert!(flooded < 64 * 1024 * 1024, "host wrote {flooded} bytes before blocking");
+            assert!(
+                flooded < 64 * 1024 * 1024,
+                "host wrote {flooded} bytes before blocking"
+            );
             assert_eq!(got, flooded);
             assert_eq!(got_hash, host_seen.sent_hash);
             let r = h.report_for(local).await;
@@ -1003,7 +1039,10 @@ async fn reset_in_every_phase_from_either_side() {
         |mut host, mut h| async move {
             let conv = conversation();
             let app_start = 6;
-            assert!(conv.len() >= app_start + 3, "the fixture has CredSSP records");
+            assert!(
+                conv.len() >= app_start + 3,
+                "the fixture has CredSSP records"
+            );
             // (what, steps done, phase reached, cause when the client / the host resets)
             let cuts = [
                 (
@@ -1022,7 +1061,10 @@ async fn reset_in_every_phase_from_either_side() {
                     "mid-handshake",
                     4,
                     Phase::TlsHandshake,
-                    ["tls.client_rejected_certificate", "tls.closed_during_handshake"],
+                    [
+                        "tls.client_rejected_certificate",
+                        "tls.closed_during_handshake",
+                    ],
                 ),
                 (
                     "mid-CredSSP",
@@ -1043,7 +1085,11 @@ async fn reset_in_every_phase_from_either_side() {
                     let case = format!("{what}, {resetter:?} resets");
                     assert_clear(&r);
                     assert_eq!(r.verdict.phase_reached, phase, "{case}: {:#?}", r.verdict);
-                    assert_eq!(r.verdict.cause, cause[usize::from(resetter == Side::Host)], "{case}");
+                    assert_eq!(
+                        r.verdict.cause,
+                        cause[usize::from(resetter == Side::Host)],
+                        "{case}"
+                    );
                     assert_eq!(
                         closes(&r).first(),
                         Some(&(resetter, CloseKind::Rst)),
@@ -1052,7 +1098,11 @@ async fn reset_in_every_phase_from_either_side() {
                     assert_eq!(r.verdict.closed_by, Some(resetter), "{case}");
                     // The other side hears of it (a mirrored reset, or EOF if the kernel had
                     // nothing to reset).
-                    let other = if resetter == Side::Client { host_seen } else { seen };
+                    let other = if resetter == Side::Client {
+                        host_seen
+                    } else {
+                        seen
+                    };
                     assert!(other.ended_with_error.is_some(), "{case}: {other:?}");
                 }
             }
@@ -1060,11 +1110,8 @@ async fn reset_in_every_phase_from_either_side() {
             // In the hot path: garbage past the inspection limit, then a reset.
             for resetter in [Side::Client, Side::Host] {
                 let garbage = vec![0u8; 3 * 1024 * 1024];
-                let (client, host_script) = scripts_until(
-                    &[(true, garbage.clone()), (false, garbage)],
-                    2,
-                    resetter,
-                );
+                let (client, host_script) =
+                    scripts_until(&[(true, garbage.clone()), (false, garbage)], 2, resetter);
                 host.queue(host_script);
                 let s = TcpStream::connect(h.addr).await.unwrap();
                 let local = s.local_addr().unwrap();

@@ -31,7 +31,9 @@ fn hex(s: &str) -> Vec<u8> {
 }
 
 fn fixture(path: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -70,7 +72,13 @@ fn bytes_near(real: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn x224_frames() -> Vec<Vec<u8>> {
-    vec![hex(E1), hex(E2), hex(CC_SSL), hex(CR_LEGACY), hex(CC_LEGACY)]
+    vec![
+        hex(E1),
+        hex(E2),
+        hex(CC_SSL),
+        hex(CR_LEGACY),
+        hex(CC_LEGACY),
+    ]
 }
 
 fn mcs_frames() -> Vec<Vec<u8>> {
@@ -97,6 +105,19 @@ fn tls_streams() -> Vec<Vec<u8>> {
             ]
         })
         .collect()
+}
+
+fn captures() -> Vec<Vec<u8>> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut out = Vec::new();
+    for f in std::fs::read_dir(dir).unwrap() {
+        let data = std::fs::read(f.unwrap().path()).unwrap();
+        if data.len() <= 16 * 1024 && !data.starts_with(b"#") {
+            out.push(data);
+        }
+    }
+    assert!(!out.is_empty());
+    out
 }
 
 fn certificates() -> Vec<Vec<u8>> {
@@ -175,6 +196,15 @@ proptest! {
         let _ = gcc::decode_conference_create_request(&data, 0);
         let _ = gcc::decode_conference_create_response(&data, 0);
         entry::mcs(&data);
+    }
+
+    /// Capture files (the corpus's small ones, damaged and cut) through the reader and the
+    /// analyzer, in reads of any size.
+    #[test]
+    fn capture_never_panics(data in bytes_near(captures()), split in any::<u8>()) {
+        let mut input = vec![split];
+        input.extend_from_slice(&data);
+        entry::capture(&input);
     }
 
     /// Arbitrary bytes, splits, closes, ticks and connect results (the `session` fuzz
@@ -278,7 +308,10 @@ fn scripts() -> Vec<(&'static str, Script)> {
             "x224 negotiation failure",
             vec![
                 (C2S, hex(E2)),
-                (S2C, hex("03 00 00 13 0e d0 00 00 12 34 00 03 00 08 00 05 00 00 00")),
+                (
+                    S2C,
+                    hex("03 00 00 13 0e d0 00 00 12 34 00 03 00 08 00 05 00 00 00"),
+                ),
             ],
         ),
     ]
@@ -297,7 +330,11 @@ fn events(script: &Script, cuts: &[usize]) -> Vec<Event> {
     for (dir, bytes) in script {
         let mut rest = bytes.as_slice();
         while !rest.is_empty() {
-            let n = sizes.next().copied().unwrap_or(usize::MAX).clamp(1, rest.len());
+            let n = sizes
+                .next()
+                .copied()
+                .unwrap_or(usize::MAX)
+                .clamp(1, rest.len());
             let (piece, next) = rest.split_at(n);
             s.feed(*dir, piece, at);
             rest = next;
@@ -317,7 +354,11 @@ fn scripts_produce_events() {
 #[test]
 fn byte_by_byte_equals_whole() {
     for (name, script) in scripts() {
-        assert_eq!(events(&script, &[1]), events(&script, &[usize::MAX]), "{name}");
+        assert_eq!(
+            events(&script, &[1]),
+            events(&script, &[usize::MAX]),
+            "{name}"
+        );
     }
 }
 
@@ -508,17 +549,37 @@ fn tiny_units_do_not_amplify() {
     let ssl = (hex(E1), hex(CC_SSL));
     let legacy = (hex(CR_LEGACY), hex(CC_LEGACY));
     for (name, (cr, cc), unit, dir) in [
-        ("empty application records", ssl.clone(), hex("17 03 03 00 00"), S2C),
-        ("empty handshake records", ssl.clone(), hex("16 03 03 00 00"), C2S),
+        (
+            "empty application records",
+            ssl.clone(),
+            hex("17 03 03 00 00"),
+            S2C,
+        ),
+        (
+            "empty handshake records",
+            ssl.clone(),
+            hex("16 03 03 00 00"),
+            C2S,
+        ),
         ("warning alerts", ssl, hex("15 03 03 00 02 01 00"), S2C),
-        ("empty X.224 DT", legacy.clone(), hex("03 00 00 07 02 f0 80"), C2S),
+        (
+            "empty X.224 DT",
+            legacy.clone(),
+            hex("03 00 00 07 02 f0 80"),
+            C2S,
+        ),
         ("repeated CR", legacy, hex(CR_LEGACY), C2S),
     ] {
         let mut s = Session::new(SessionConfig::default());
         s.on_connect_result(Ok(()), Micros(0));
         s.feed(C2S, &cr, Micros(1));
         s.feed(S2C, &cc, Micros(2));
-        let chunk: Vec<u8> = unit.iter().copied().cycle().take(unit.len() * 13_000).collect();
+        let chunk: Vec<u8> = unit
+            .iter()
+            .copied()
+            .cycle()
+            .take(unit.len() * 13_000)
+            .collect();
         for _ in 0..4 {
             s.feed(dir, &chunk, Micros(3));
         }

@@ -25,7 +25,12 @@ pub fn x224(data: &[u8]) {
     while let Ok(Some((pdu, used))) = x224::decode_next(rest) {
         let whole = rest.get(..used).unwrap_or_default();
         if let X224Pdu::ConnectionRequest(cr) = &pdu {
-            for to in [Protocols::RDP, Protocols::SSL, Protocols(0x0b), Protocols(u32::MAX)] {
+            for to in [
+                Protocols::RDP,
+                Protocols::SSL,
+                Protocols(0x0b),
+                Protocols(u32::MAX),
+            ] {
                 check_rewrite(whole, cr, to);
             }
         }
@@ -38,7 +43,10 @@ pub fn x224(data: &[u8]) {
 
 fn check_rewrite(pdu: &[u8], cr: &x224::ConnectionRequest, to: Protocols) {
     let Some(out) = x224::rewrite_requested(pdu, cr, to) else {
-        assert!(cr.neg_req.is_none(), "a CR with RDP_NEG_REQ was not rewritten");
+        assert!(
+            cr.neg_req.is_none(),
+            "a CR with RDP_NEG_REQ was not rewritten"
+        );
         return;
     };
     assert_eq!(out.len(), pdu.len(), "a rewrite changes no length");
@@ -146,10 +154,10 @@ pub fn x509(data: &[u8]) {
 /// blocks; each decoded GCC echo offset is patched and must read back the value written.
 pub fn mcs(data: &[u8]) {
     mcs_pdu(data);
-    if let Ok(X224Pdu::Data { payload_offset }) = x224::decode(data) {
-        if let Some(inner) = data.get(payload_offset..) {
-            mcs_pdu(inner);
-        }
+    if let Ok(X224Pdu::Data { payload_offset }) = x224::decode(data)
+        && let Some(inner) = data.get(payload_offset..)
+    {
+        mcs_pdu(inner);
     }
     gcc::decode_client_blocks(data, 0);
     gcc::decode_server_blocks(data, 0);
@@ -163,7 +171,10 @@ fn mcs_pdu(data: &[u8]) {
     let value = Protocols(0x0a0b_0c0d);
     match pdu {
         mcs::McsPdu::ConnectInitial(ci) => {
-            let Some(at) = ci.client_core.and_then(|c| c.server_selected_protocol_offset) else {
+            let Some(at) = ci
+                .client_core
+                .and_then(|c| c.server_selected_protocol_offset)
+            else {
                 return;
             };
             let mut patched = data.to_vec();
@@ -185,7 +196,11 @@ fn mcs_pdu(data: &[u8]) {
                 return;
             };
             let mut patched = data.to_vec();
-            assert!(gcc::patch_client_requested_protocols(&mut patched, at, value));
+            assert!(gcc::patch_client_requested_protocols(
+                &mut patched,
+                at,
+                value
+            ));
             match mcs::decode(&patched) {
                 Ok(mcs::McsPdu::ConnectResponse(again)) => assert_eq!(
                     again.server_core.and_then(|c| c.client_requested_protocols),
@@ -322,7 +337,11 @@ pub fn capture(data: &[u8]) {
     let Some((&split, file)) = data.split_first() else {
         return;
     };
-    let chunk = if split == 0 { 64 * 1024 } else { usize::from(split) };
+    let chunk = if split == 0 {
+        64 * 1024
+    } else {
+        usize::from(split)
+    };
     let reader_cfg = ReaderConfig {
         max_block: 1024 * 1024,
         max_decompressed: 16 * 1024 * 1024,

@@ -542,14 +542,17 @@ impl Session {
             ContentType::ALERT => {
                 let before_done = !self.tls.done;
                 if self.tls.encrypted[dir] {
-                    keep(&mut self.alerts, AlertSeen {
-                        dir,
-                        offset,
-                        at,
-                        description: None,
-                        fatal: before_done,
-                        before_done,
-                    });
+                    keep(
+                        &mut self.alerts,
+                        AlertSeen {
+                            dir,
+                            offset,
+                            at,
+                            description: None,
+                            fatal: before_done,
+                            before_done,
+                        },
+                    );
                     self.push(
                         at,
                         Some(dir),
@@ -560,14 +563,17 @@ impl Session {
                         },
                     );
                 } else if let Some(a) = tls::parse_alert(payload) {
-                    keep(&mut self.alerts, AlertSeen {
-                        dir,
-                        offset,
-                        at,
-                        description: Some(a.description),
-                        fatal: a.level == 2 || a.description != 0,
-                        before_done,
-                    });
+                    keep(
+                        &mut self.alerts,
+                        AlertSeen {
+                            dir,
+                            offset,
+                            at,
+                            description: Some(a.description),
+                            fatal: a.level == 2 || a.description != 0,
+                            before_done,
+                        },
+                    );
                     self.push(
                         at,
                         Some(dir),
@@ -727,14 +733,17 @@ impl Session {
                         // The client's first encrypted record is its Finished (>= 53 bytes) or an
                         // alert (2 bytes + type + 16-byte tag = 19).
                         if len <= 19 {
-                            keep(&mut self.alerts, AlertSeen {
-                                dir,
-                                offset,
-                                at,
-                                description: None,
-                                fatal: true,
-                                before_done: true,
-                            });
+                            keep(
+                                &mut self.alerts,
+                                AlertSeen {
+                                    dir,
+                                    offset,
+                                    at,
+                                    description: None,
+                                    fatal: true,
+                                    before_done: true,
+                                },
+                            );
                             self.push(
                                 at,
                                 Some(dir),
@@ -776,14 +785,17 @@ impl Session {
         // TLS 1.3 hides alerts in application-data records: 2 bytes + content type + 16-byte tag.
         // No RDP message is 2 bytes long, so a 19-byte record is an alert (close_notify or fatal).
         if self.tls.tls13 && len == 19 {
-            keep(&mut self.alerts, AlertSeen {
-                dir,
-                offset,
-                at,
-                description: None,
-                fatal: false,
-                before_done: false,
-            });
+            keep(
+                &mut self.alerts,
+                AlertSeen {
+                    dir,
+                    offset,
+                    at,
+                    description: None,
+                    fatal: false,
+                    before_done: false,
+                },
+            );
             self.push(
                 at,
                 Some(dir),

@@ -218,7 +218,10 @@ pub async fn run(load: Load) -> Figures {
     if failed > 0 {
         stop.send(()).ok();
         let (n, _, causes) = counted.await.unwrap();
-        panic!("{failed} of {} clients failed; {n} reports: {causes:?}", load.connections);
+        panic!(
+            "{failed} of {} clients failed; {n} reports: {causes:?}",
+            load.connections
+        );
     }
     let elapsed = started.elapsed();
     // Every connection has ended at both peers; wait for the host's records.
@@ -226,11 +229,21 @@ pub async fn run(load: Load) -> Figures {
     let (mut bytes_c2s, mut bytes_s2c) = (0, 0);
     {
         let seen = seen.lock().unwrap();
-        assert_eq!(seen.len(), load.connections, "host saw every connection end");
+        assert_eq!(
+            seen.len(),
+            load.connections,
+            "host saw every connection end"
+        );
         for (id, (sent, got)) in &mine {
             let (host_got, host_sent) = &seen[id];
-            assert_eq!(host_got, sent, "connection {id}: client -> host bytes differ");
-            assert_eq!(got, host_sent, "connection {id}: host -> client bytes differ");
+            assert_eq!(
+                host_got, sent,
+                "connection {id}: client -> host bytes differ"
+            );
+            assert_eq!(
+                got, host_sent,
+                "connection {id}: host -> client bytes differ"
+            );
             bytes_c2s += sent.0;
             bytes_s2c += got.0;
         }
@@ -275,7 +288,10 @@ static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 /// `load.connections` clients at once, opened 50 every 50 ms (a burst of 1,000 SYNs overflows
 /// the kernel's listen queue and turns on SYN cookies; that is the kernel, not the proxy).
 /// Returns what each client sent and got, by id, and how many failed.
-async fn round(addr: SocketAddr, load: Load) -> (HashMap<u64, ((u64, Vec<u8>), (u64, Vec<u8>))>, usize) {
+async fn round(
+    addr: SocketAddr,
+    load: Load,
+) -> (HashMap<u64, ((u64, Vec<u8>), (u64, Vec<u8>))>, usize) {
     let first = NEXT_ID.fetch_add(load.connections as u64, std::sync::atomic::Ordering::SeqCst);
     let mut clients = Vec::with_capacity(load.connections);
     for (i, id) in (first..first + load.connections as u64).enumerate() {
