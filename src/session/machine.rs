@@ -89,6 +89,24 @@ impl Finalization {
 /// CBC padding).
 const EUA_MAX_PLAINTEXT: u16 = 20;
 
+/// Most events recorded per connection. A real negotiation makes a few dozen; a hostile peer
+/// sending 5-byte records could otherwise make 200,000 (70 MB) out of 1 MiB.
+pub const MAX_EVENTS: usize = 1024;
+
+/// Most alerts and record roles kept per connection (the first ones, and the latest in the
+/// last slot): what the verdict reads of them is which came first and which came last. A
+/// real negotiation has a handful of each.
+const MAX_KEPT: usize = 64;
+
+/// Pushes `item`, or replaces the last element once `v` holds [`MAX_KEPT`].
+fn keep<T>(v: &mut Vec<T>, item: T) {
+    if v.len() < MAX_KEPT {
+        v.push(item);
+    } else if let Some(last) = v.last_mut() {
+        *last = item;
+    }
+}
+
 /// TLS state of the connection.
 #[derive(Debug, Default)]
 struct TlsState {
@@ -253,6 +271,16 @@ impl Session {
     }
 
     fn push(&mut self, at: Micros, dir: Option<Direction>, offset: Option<u64>, kind: EventKind) {
+        // A peer sending tiny PDUs or records makes one event per 5 bytes: past the cap the
+        // event log says so once and records nothing more (the verdict reads the state, not
+        // the log).
+        let kind = match self.events.len() {
+            n if n + 1 < MAX_EVENTS => kind,
+            n if n + 1 == MAX_EVENTS => EventKind::Note {
+                text: format!("{MAX_EVENTS} events recorded: later events are not"),
+            },
+            _ => return,
+        };
         self.events.push(Event {
             at,
             dir,
@@ -553,14 +581,17 @@ impl Session {
             ContentType::ALERT => {
                 let before_done = !self.tls.done;
                 if self.tls.encrypted[dir] {
-                    self.alerts.push(AlertSeen {
-                        dir,
-                        offset,
-                        at,
-                        description: None,
-                        fatal: before_done,
-                        before_done,
-                    });
+                    keep(
+                        &mut self.alerts,
+                        AlertSeen {
+                            dir,
+                            offset,
+                            at,
+                            description: None,
+                            fatal: before_done,
+                            before_done,
+                        },
+                    );
                     self.push(
                         at,
                         Some(dir),
@@ -571,14 +602,17 @@ impl Session {
                         },
                     );
                 } else if let Some(a) = tls::parse_alert(payload) {
-                    self.alerts.push(AlertSeen {
-                        dir,
-                        offset,
-                        at,
-                        description: Some(a.description),
-                        fatal: a.level == 2 || a.description != 0,
-                        before_done,
-                    });
+                    keep(
+                        &mut self.alerts,
+                        AlertSeen {
+                            dir,
+                            offset,
+                            at,
+                            description: Some(a.description),
+                            fatal: a.level == 2 || a.description != 0,
+                            before_done,
+                        },
+                    );
                     self.push(
                         at,
                         Some(dir),
@@ -738,14 +772,17 @@ impl Session {
                         // The client's first encrypted record is its Finished (>= 53 bytes) or an
                         // alert (2 bytes + type + 16-byte tag = 19).
                         if len <= 19 {
-                            self.alerts.push(AlertSeen {
-                                dir,
-                                offset,
-                                at,
-                                description: None,
-                                fatal: true,
-                                before_done: true,
-                            });
+                            keep(
+                                &mut self.alerts,
+                                AlertSeen {
+                                    dir,
+                                    offset,
+                                    at,
+                                    description: None,
+                                    fatal: true,
+                                    before_done: true,
+                                },
+                            );
                             self.push(
                                 at,
                                 Some(dir),
@@ -787,14 +824,17 @@ impl Session {
         // TLS 1.3 hides alerts in application-data records: 2 bytes + content type + 16-byte tag.
         // No RDP message is 2 bytes long, so a 19-byte record is an alert (close_notify or fatal).
         if self.tls.tls13 && len == 19 {
-            self.alerts.push(AlertSeen {
-                dir,
-                offset,
-                at,
-                description: None,
-                fatal: false,
-                before_done: false,
-            });
+            keep(
+                &mut self.alerts,
+                AlertSeen {
+                    dir,
+                    offset,
+                    at,
+                    description: None,
+                    fatal: false,
+                    before_done: false,
+                },
+            );
             self.push(
                 at,
                 Some(dir),
@@ -842,7 +882,7 @@ impl Session {
         self.tls.app_records[dir] = self.tls.app_records[dir].saturating_add(1);
         let index = self.tls.app_records[dir];
         let role = self.infer_role(dir, index, len);
-        self.roles.push((dir, role, offset, len, at));
+        keep(&mut self.roles, (dir, role, offset, len, at));
         self.push(
             at,
             Some(dir),

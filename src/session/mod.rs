@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 pub use causes::{CAUSES, Cause, CauseId};
 pub use events::{Event, EventKind};
-pub use machine::{Echo, ExperimentSetup, HostTls, Session, SessionConfig, TlsLegError};
+pub use machine::{
+    Echo, ExperimentSetup, HostTls, MAX_EVENTS, Session, SessionConfig, TlsLegError,
+};
 pub use verdict::{Evidence, Experiment, Facts, Outcome, Verdict};
 
 /// Microseconds since the start of the connection (the driver's clock, passed in).
