@@ -538,8 +538,52 @@ pub fn error_code_name(code: u32) -> Option<&'static str> {
         0x8009_0311 => "SEC_E_NO_AUTHENTICATING_AUTHORITY",
         0x8009_0322 => "SEC_E_WRONG_PRINCIPAL",
         0x8009_0324 => "SEC_E_TIME_SKEW",
+        0x8009_0331 => "SEC_E_ALGORITHM_MISMATCH",
         _ => return None,
     })
+}
+
+/// An errorCode for people: `STATUS_LOGON_FAILURE (0xC000006D)`, or the hex alone.
+pub fn status_name(code: u32) -> String {
+    match error_code_name(code) {
+        Some(name) => format!("{name} (0x{code:08X})"),
+        None => format!("0x{code:08X}"),
+    }
+}
+
+impl TsRequest {
+    /// The NTLM message type (1 NEGOTIATE, 2 CHALLENGE, 3 AUTHENTICATE) of the first negoToken
+    /// that carries an `NTLMSSP\0` message (raw or inside SPNEGO).
+    pub fn ntlm_message_type(&self) -> Option<u32> {
+        self.nego_tokens.iter().find_map(|t| {
+            let (_, m) = super::ntlm::find_message(t)?;
+            let b: [u8; 4] = m.get(8..12)?.try_into().ok()?;
+            Some(u32::from_le_bytes(b))
+        })
+    }
+
+    /// A short label: `TSRequest v6 NTLM CHALLENGE + pubKeyAuth`.
+    pub fn label(&self) -> String {
+        let mut s = format!("TSRequest v{}", self.version);
+        match self.ntlm_message_type() {
+            Some(1) => s.push_str(" NTLM NEGOTIATE"),
+            Some(2) => s.push_str(" NTLM CHALLENGE"),
+            Some(3) => s.push_str(" NTLM AUTHENTICATE"),
+            Some(_) => s.push_str(" NTLM ?"),
+            None if !self.nego_tokens.is_empty() => s.push_str(" negoTokens"),
+            None => {}
+        }
+        if self.pub_key_auth.is_some() {
+            s.push_str(" + pubKeyAuth");
+        }
+        if self.auth_info.is_some() {
+            s.push_str(" + authInfo (credentials)");
+        }
+        if let Some(e) = self.error_code {
+            s.push_str(&format!(" errorCode {}", status_name(e)));
+        }
+        s
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ pub mod mcs;
 pub mod ntlm;
 pub mod tls;
 pub mod tpkt;
-pub mod tsrequest;
 pub mod x224;
 pub mod x509;
 

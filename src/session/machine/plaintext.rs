@@ -10,7 +10,7 @@ use super::{Draft, PerDir, Session, ev};
 use crate::session::events::EventKind;
 use crate::session::verdict::{Facts, Outcome};
 use crate::session::{Direction, Micros, Phase, Side};
-use crate::wire::tsrequest::{self, TsRequest};
+use crate::wire::credssp::{self, TsRequest};
 use crate::wire::x224::Protocols;
 use crate::wire::{mcs, tpkt, x509};
 
@@ -171,7 +171,7 @@ impl Session {
         let credssp_over = self
             .term
             .as_ref()
-            .is_some_and(|t| t.tsrequests.iter().any(|r| r.3.auth_info));
+            .is_some_and(|t| t.tsrequests.iter().any(|r| r.3.auth_info.is_some()));
         let t = self.term.as_mut()?;
         let buf = &t.pending[dir];
         let first = *buf.first()?;
@@ -184,7 +184,7 @@ impl Session {
                     return None;
                 }
             },
-            0x30 => match tsrequest::element_len(buf) {
+            0x30 => match credssp::split(buf) {
                 Ok(Some(n)) if n <= buf.len() => n,
                 Ok(_) => return None,
                 Err(_) => {
@@ -220,12 +220,19 @@ impl Session {
     }
 
     fn on_tsrequest(&mut self, dir: Direction, offset: u64, raw: &[u8], at: Micros) {
-        match tsrequest::decode(raw) {
-            Ok(ts) => {
+        match credssp::decode(raw) {
+            Ok(Some((ts, _))) => {
                 self.enter(Phase::Credssp, at);
                 let text = format!("{} ({} bytes, decrypted)", ts.label(), raw.len());
                 self.push(at, Some(dir), Some(offset), EventKind::Note { text });
                 self.term_mut().tsrequests.push((dir, offset, at, ts));
+            }
+            Ok(None) => {
+                // INVARIANT: `raw` is one whole TLV (framed by credssp::split), so decode has
+                // all it needs; treat the impossible "need more" like a decode error.
+                let text = "undecodable TSRequest: truncated".to_owned();
+                self.push(at, Some(dir), Some(offset), EventKind::Note { text });
+                self.term_mut().opaque[dir] = true;
             }
             Err(e) => {
                 let text = format!("undecodable TSRequest: {e}");
@@ -309,7 +316,7 @@ impl Session {
                 format!(
                     "CredSSP failed: the {} sent errorCode {}",
                     dir.sender().name(),
-                    tsrequest::status_name(code)
+                    credssp::status_name(code)
                 ),
             );
             d.evidence.push(ev(
@@ -317,7 +324,7 @@ impl Session {
                 Some(*off),
                 *at,
                 "TSRequest.errorCode (decrypted)",
-                tsrequest::status_name(code),
+                credssp::status_name(code),
             ));
             if self.fresh_cert_keeps_nla() {
                 d.notes.push(NLA_THROUGH_FRESH_CERT.to_owned());
@@ -500,12 +507,13 @@ mod tests {
     fn early_user_authorization_denied_is_exact() {
         let at = Micros::from_millis;
         let mut s = terminated(8);
-        let mut ntlm = b"NTLMSSP\0".to_vec();
-        ntlm.extend_from_slice(&1_u32.to_le_bytes());
-        let mut tokens = vec![0xa1, u8::try_from(ntlm.len()).unwrap()];
-        tokens.extend(&ntlm);
-        s.feed_plaintext(Direction::ClientToHost, &ts(&tokens), at(5));
-        s.feed_plaintext(Direction::HostToClient, &ts(&tokens), at(6));
+        let ntlm = |t: u32| {
+            let mut m = b"NTLMSSP\0".to_vec();
+            m.extend_from_slice(&t.to_le_bytes());
+            credssp::encode(&TsRequest::with_token(6, m))
+        };
+        s.feed_plaintext(Direction::ClientToHost, &ntlm(1), at(5));
+        s.feed_plaintext(Direction::HostToClient, &ntlm(2), at(6));
         let auth = ts(&[0xa2, 0x04, 0x04, 0x02, 0xde, 0xad]);
         s.feed_plaintext(Direction::ClientToHost, &auth[..3], at(7));
         s.feed_plaintext(Direction::ClientToHost, &auth[3..], at(7));
