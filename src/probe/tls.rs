@@ -6,11 +6,9 @@
 //! then a [`legacy_tls`](super::legacy_tls) ClientHello offering exactly that version, then the
 //! host's clear answer (reference §2.7, §4 F5-F7).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use serde::Serialize;
 
 use super::legacy_tls::{self, HelloAnswer, HelloRandom, Offer, ServerFlight};
@@ -452,77 +450,16 @@ impl TlsVersionDialogue {
     }
 }
 
-/// A rustls verifier that accepts any certificate and records the chain it was shown: the
-/// probe judges certificates itself ([`CertReport`]) and must get past bad ones to learn more.
-#[derive(Debug)]
-pub struct RecordingVerifier {
-    chain: Mutex<Vec<Vec<u8>>>,
-    schemes: Vec<SignatureScheme>,
-}
-
-impl RecordingVerifier {
-    pub fn new(provider: &rustls::crypto::CryptoProvider) -> Arc<Self> {
-        Arc::new(Self {
-            chain: Mutex::new(Vec::new()),
-            schemes: provider
-                .signature_verification_algorithms
-                .supported_schemes(),
-        })
-    }
-
-    /// The chain seen (DER, leaf first); empty before a handshake got that far.
-    pub fn chain(&self) -> Vec<Vec<u8>> {
-        self.chain.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-}
-
-impl ServerCertVerifier for RecordingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Ok(mut c) = self.chain.lock() {
-            *c = std::iter::once(end_entity)
-                .chain(intermediates)
-                .map(|d| d.as_ref().to_vec())
-                .collect();
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes.clone()
-    }
-}
+/// The probe judges certificates itself ([`CertReport`]) and must get past bad ones to learn
+/// more: the same recording verifier as `--fresh-cert` and `cert inspect`.
+pub use crate::tls::verifier::RecordingVerifier;
 
 /// A rustls client configuration (TLS 1.2 and 1.3, aws-lc-rs) that records and accepts any
 /// certificate.
 pub fn recording_client_config()
 -> Result<(Arc<rustls::ClientConfig>, Arc<RecordingVerifier>), rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = RecordingVerifier::new(&provider);
+    let verifier = Arc::new(RecordingVerifier::new(provider.clone()));
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])?
         .dangerous()
