@@ -323,3 +323,266 @@ fn cert_ca_cli_writes_a_private_key() {
     let text = String::from_utf8(inspect.stdout).unwrap();
     assert!(text.contains("CN=rdpdiag local CA"), "{text}");
 }
+
+fn tshark(args: &[&str]) -> String {
+    let out = std::process::Command::new("tshark")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("tshark is needed (Debian package `tshark`): {e}"));
+    assert!(
+        out.status.success(),
+        "tshark {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+type Running = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// A proxy for one connection recording to a fresh directory.
+async fn recording_proxy(
+    target: SocketAddr,
+    ca: Option<&Ca>,
+    security: Option<SecurityRewrite>,
+) -> (
+    SocketAddr,
+    mpsc::Receiver<ConnectionReport>,
+    Running,
+    rdpdiag::relay::tap::RecordConfig,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let record = rdpdiag::relay::tap::RecordConfig::new(
+        dir.path(),
+        rdpdiag::record::Options {
+            redact: false,
+            secrets: true,
+        },
+    );
+    let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), target.to_string());
+    cfg.security = security;
+    cfg.fresh_cert = ca.map(|ca| FreshCertConfig {
+        issued: Arc::new(fresh("127.0.0.1", Some(ca)).unwrap()),
+    });
+    cfg.record = Some(record.clone());
+    cfg.max_connections = Some(1);
+    let p = Proxy::bind(cfg).await.unwrap();
+    let addr = p.local_addr();
+    let (tx, rx) = mpsc::channel(4);
+    let running = tokio::spawn(p.run(tx, std::future::pending()));
+    (addr, rx, running, record, dir)
+}
+
+/// Waits for the proxy and its bundle; the bundle's capture.
+async fn bundle_capture(
+    running: Running,
+    record: &rdpdiag::relay::tap::RecordConfig,
+    dir: &std::path::Path,
+) -> String {
+    tokio::time::timeout(GUARD, running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(GUARD, record.flush()).await.unwrap();
+    let bundles: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(bundles.len(), 1, "{bundles:?}");
+    bundles[0]
+        .join("capture.pcapng")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `--record` with `--security` alone: the host leg holds the rewritten CR and the CC, the
+/// client leg the original CR and everything relayed after the hand-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_security_rewrite_has_both_negotiations() {
+    let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hport = host.local_addr().unwrap().port().to_string();
+    let (addr, mut rx, running, record, dir) =
+        recording_proxy(host.local_addr().unwrap(), None, Some(SecurityRewrite::Tls)).await;
+    let host_task = tokio::spawn(async move {
+        let (mut s, _) = host.accept().await.unwrap();
+        assert_eq!(read_n(&mut s, 19).await, cr(1));
+        s.write_all(&cc(1)).await.unwrap();
+        assert_eq!(read_n(&mut s, 5).await, b"hello");
+        s.write_all(b"world").await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(GUARD, s.read_to_end(&mut rest))
+            .await
+            .ok();
+    });
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(&cr(3)).await.unwrap();
+    assert_eq!(read_n(&mut c, 19).await, cc(1));
+    c.write_all(b"hello").await.unwrap();
+    assert_eq!(read_n(&mut c, 5).await, b"world");
+    c.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(GUARD, c.read_to_end(&mut rest))
+        .await
+        .ok();
+    drop(c);
+    host_task.await.unwrap();
+    report(&mut rx).await;
+    let cap = bundle_capture(running, &record, dir.path()).await;
+    let out = tshark(&[
+        "-r",
+        &cap,
+        "-Y",
+        "tcp.len>0",
+        "-T",
+        "fields",
+        "-e",
+        "frame.interface_id",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "tcp.payload",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    let listen = addr.port().to_string();
+    for want in [
+        format!("0\t{listen}\t{}", hex(&cr(3))),
+        format!("1\t{hport}\t{}", hex(&cr(1))),
+        format!("0\t{listen}\t{}", hex(b"hello")),
+    ] {
+        assert!(lines.contains(&want.as_str()), "{want} missing: {out}");
+    }
+    for want in [hex(&cc(1)), hex(b"world")] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("0\t") && l.ends_with(&want)),
+            "{want} missing on the client leg: {out}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("1\t") && l.ends_with(&hex(&cc(1)))),
+        "no CC on the host leg: {out}"
+    );
+}
+
+/// `--record` with `--fresh-cert`: the bundle holds both legs as they crossed the sockets (two
+/// interfaces), and its embedded key log decrypts each leg's own TLS session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_fresh_cert_connection_has_both_legs_decrypted() {
+    let ca = Ca::generate().unwrap();
+    let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host_port = host.local_addr().unwrap().port();
+    let (addr, mut rx, running, record, dir) =
+        recording_proxy(host.local_addr().unwrap(), Some(&ca), None).await;
+    let host_task = tokio::spawn(expired_host(host, 19, 1));
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(&cr(1)).await.unwrap();
+    assert_eq!(read_n(&mut c, 19).await, cc(1));
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(&ca, false)));
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector.connect(name, c).await.unwrap();
+    let ci = fixture("testbed_xfreerdp_connect_initial.bin");
+    tls.write_all(&ci).await.unwrap();
+    let resp_len = fixture("zeek_proprietary_connect_response.bin").len();
+    read_n(&mut tls, resp_len).await;
+    tls.shutdown().await.unwrap();
+    drop(tls);
+    host_task.await.unwrap();
+    let r = report(&mut rx).await;
+    let cap = bundle_capture(running, &record, dir.path()).await;
+    let cap = cap.as_str();
+    // Two interfaces, TCP payload on both.
+    let legs = tshark(&[
+        "-r",
+        cap,
+        "-Y",
+        "tcp.len>0",
+        "-T",
+        "fields",
+        "-e",
+        "frame.interface_id",
+    ]);
+    for leg in ["0", "1"] {
+        assert!(
+            legs.lines().any(|l| l == leg),
+            "no payload on interface {leg}: {legs}"
+        );
+    }
+    let (listen, hport) = (addr.port().to_string(), host_port.to_string());
+    // The clear negotiation on each leg: the CR towards the host side, the CC back.
+    let x224 = tshark(&[
+        "-r",
+        cap,
+        "-Y",
+        "tcp.len==19",
+        "-T",
+        "fields",
+        "-e",
+        "frame.interface_id",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "tcp.payload",
+    ]);
+    let mut lines: Vec<&str> = x224.lines().collect();
+    lines.sort();
+    let want_x224 = [
+        format!("0\t{listen}\t{}", hex(&cr(1))),
+        format!("1\t{hport}\t{}", hex(&cr(1))),
+    ];
+    for w in &want_x224 {
+        assert!(lines.contains(&w.as_str()), "{w} missing: {x224}");
+    }
+    assert_eq!(lines.len(), 4, "{x224}");
+    assert!(
+        lines.iter().filter(|l| l.ends_with(&hex(&cc(1)))).count() == 2,
+        "{x224}"
+    );
+    // Each leg's TLS session decrypts with the embedded key log: the Connect-Initial towards the
+    // host side and the Connect-Response back, in clear on both legs.
+    let (host_d, listen_d) = (
+        format!("tcp.port=={hport},tls"),
+        format!("tcp.port=={listen},tls"),
+    );
+    let out = tshark(&[
+        "-r",
+        cap,
+        "-d",
+        &host_d,
+        "-d",
+        &listen_d,
+        "-Y",
+        "tls.record.content_type==23 && data",
+        "-T",
+        "fields",
+        "-e",
+        "frame.interface_id",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "data",
+    ]);
+    let ci = hex(&ci);
+    let resp = hex(&fixture("zeek_proprietary_connect_response.bin"));
+    let lines: Vec<&str> = out.lines().collect();
+    for (iface, port) in [("0", &listen), ("1", &hport)] {
+        let to_host = format!("{iface}\t{port}\t{ci}");
+        assert!(
+            lines.contains(&to_host.as_str()),
+            "no clear Connect-Initial on {iface}: {out}"
+        );
+        let back = lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{iface}\t")) && l.ends_with(&format!("\t{resp}")));
+        assert!(back, "no clear Connect-Response on {iface}: {out}");
+    }
+    assert!(r.tls_keylog.is_some());
+}

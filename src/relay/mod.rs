@@ -17,6 +17,7 @@ mod rewrite;
 #[cfg(target_os = "linux")]
 mod splice;
 pub mod tap;
+mod tapped;
 mod terminate;
 
 pub use rewrite::{SecurityRewrite, plan as plan_rewrite, warnings as experiment_warnings};
@@ -390,11 +391,20 @@ async fn serve(
             }
             host_addr = host.peer_addr().ok().map(|a| a.to_string());
             if let Some(t) = &mut tap {
-                // The experiment's relay does not feed the tap chunks yet: the bundle holds the
-                // verdict, the events and the TLS secrets of both legs.
                 t.connected(host.peer_addr().ok(), host.local_addr().ok());
+                // What the client sent while rdpdiag connected: its socket's first bytes.
+                t.chunk(
+                    Leg::Client,
+                    Direction::ClientToHost,
+                    c2s.pending(),
+                    clock.now(),
+                );
             }
-            let (c, s, keylog) = rewrite::serve(client, host, c2s, &mut session, clock, ctx).await;
+            // Both sockets report what crosses them (`tapped.rs`); the tap comes back after.
+            let rec = Arc::new(std::sync::Mutex::new(tap.take()));
+            let (c, s, keylog) =
+                rewrite::serve(client, host, c2s, &mut session, clock, ctx, &rec).await;
+            tap = tapped::lock(&rec).take();
             bytes = (c, s);
             tls_keylog = keylog;
         }

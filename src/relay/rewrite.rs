@@ -11,6 +11,7 @@
 //! relay (or, with `--fresh-cert` and TLS selected, to `terminate.rs`).
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,7 +19,9 @@ use tokio::net::TcpStream;
 
 use super::inspect::{self, Clock, Inspected};
 use super::pipe::{Half, Relay};
+use super::tapped::{self, Recorder, Tapped};
 use super::{ConnCtx, hot_path, terminate};
+use crate::record::Leg;
 use crate::session::{CloseKind, Direction, Echo, ExperimentSetup, Session, Side};
 use crate::wire::x224::{self, Protocols, X224Pdu};
 use crate::wire::{gcc, mcs, tpkt};
@@ -126,16 +129,20 @@ struct Held {
 const MAX_HELD: usize = 70_000;
 
 /// Runs a connection with `--security` and/or `--fresh-cert`; returns (bytes to the host,
-/// bytes to the client, the TLS key log when TLS was terminated).
+/// bytes to the client, the TLS key log when TLS was terminated). Both sockets report what
+/// crosses them to `rec` (`--record`): the client leg and the host leg.
 pub(super) async fn serve(
-    mut client: TcpStream,
-    mut host: TcpStream,
+    client: TcpStream,
+    host: TcpStream,
     early: Half,
     session: &mut Session,
     clock: Clock,
     ctx: &ConnCtx,
+    rec: &Recorder,
 ) -> (u64, u64, Option<String>) {
     let cfg = &ctx.cfg;
+    let mut client = Tapped::new(client, Leg::Client, Arc::clone(rec), clock);
+    let mut host = Tapped::new(host, Leg::Host, Arc::clone(rec), clock);
     let mut setup = ExperimentSetup {
         security: cfg.security.is_some(),
         fresh_cert: cfg.fresh_cert.is_some(),
@@ -218,7 +225,7 @@ pub(super) async fn serve(
         match tokio::time::timeout(timeout, read).await {
             Err(_) => {
                 if session.tick(clock.now()) {
-                    abort(&client, &host);
+                    abort(client.get_ref(), host.get_ref());
                     break Negotiated::Done;
                 }
             }
@@ -250,15 +257,32 @@ pub(super) async fn serve(
             client_eof,
             host_eof,
         } => {
-            let mut relay = Relay::new(client, host, Half::new());
+            let mut relay = Relay::new(client.into_inner(), host.into_inner(), Half::new());
             relay.c2s.eof = client_eof;
             relay.s2c.eof = host_eof;
-            let inspected =
-                inspect::inspect(&mut relay, session, None, clock, 0, cfg.inspect_limit).await;
+            // The plain relay records the client leg only, as in pass-through.
+            let mut tap = tapped::lock(rec).take();
+            let inspected = inspect::inspect(
+                &mut relay,
+                session,
+                tap.as_mut(),
+                clock,
+                0,
+                cfg.inspect_limit,
+            )
+            .await;
             if inspected == Inspected::HandOff {
-                let on_close = |side: Side, kind| session.on_close(side, kind, clock.now());
-                hot_path(&mut relay, cfg.hot_path, on_close).await;
+                let mut on_close = |side: Side, kind| session.on_close(side, kind, clock.now());
+                // Recording: user-space copies with the tap up to the record limit first.
+                let ended = match &mut tap {
+                    Some(t) => super::tap::record_rest(&mut relay, t, clock, &mut on_close).await,
+                    None => false,
+                };
+                if !ended {
+                    hot_path(&mut relay, cfg.hot_path, on_close).await;
+                }
             }
+            *tapped::lock(rec) = tap;
             bytes.0 += relay.c2s.bytes;
             bytes.1 += relay.s2c.bytes;
             if inspected == Inspected::Stalled {
@@ -274,12 +298,12 @@ fn fail(
     side: Side,
     e: &io::Error,
     clock: Clock,
-    client: &TcpStream,
-    host: &TcpStream,
+    client: &Tapped,
+    host: &Tapped,
 ) -> Negotiated {
     tracing::debug!(side = side.name(), error = %e, "Connection reset while negotiating");
     session.on_close(side, CloseKind::Rst, clock.now());
-    abort(client, host);
+    abort(client.get_ref(), host.get_ref());
     Negotiated::Done
 }
 
@@ -294,7 +318,7 @@ fn abort(client: &TcpStream, host: &TcpStream) {
 /// Forwards what the client sent: holds until the whole CR is in, rewrites it once.
 async fn forward_client(
     held: &mut Held,
-    host: &mut TcpStream,
+    host: &mut Tapped,
     cr_done: &mut bool,
     setup: &mut ExperimentSetup,
     session: &mut Session,
@@ -334,7 +358,7 @@ async fn forward_client(
     finish_eof(held, host).await
 }
 
-async fn finish_eof(held: &Held, dst: &mut TcpStream) -> io::Result<()> {
+async fn finish_eof(held: &Held, dst: &mut Tapped) -> io::Result<()> {
     if held.eof && held.buf.is_empty() {
         // Mirror the FIN; a destination already gone reports itself on the next read.
         if let Err(e) = dst.shutdown().await {
@@ -391,7 +415,7 @@ fn rewrite_cr(pdu: &[u8], setup: &mut ExperimentSetup, ctx: &ConnCtx) -> Option<
 /// is awaited. `Ok(Some(_))` ends the negotiation part.
 async fn forward_host(
     held: &mut Held,
-    client: &mut TcpStream,
+    client: &mut Tapped,
     cc_done: &mut bool,
     setup: &mut ExperimentSetup,
     session: &mut Session,

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::ConnCtx;
 use super::inspect::Clock;
 use super::rewrite::patch_echo;
+use super::tapped::Tapped;
 use crate::session::{
     CloseKind, Direction, Echo, ExperimentSetup, HostTls, Session, Side, TlsLegError,
 };
@@ -89,8 +89,8 @@ fn version_name(v: Option<rustls::ProtocolVersion>) -> String {
 /// Both handshakes, then the plain-text relay. Returns (bytes to the host, bytes to the client,
 /// the key log).
 pub(super) async fn serve(
-    client: TcpStream,
-    host: TcpStream,
+    client: Tapped,
+    host: Tapped,
     session: &mut Session,
     clock: Clock,
     ctx: &ConnCtx,
