@@ -41,6 +41,9 @@ impl Clock {
 pub(crate) enum Connected {
     Host(TcpStream),
     Failed(ConnectFailure),
+    /// The host accepted and reset before the connection could be used (tokio reports the
+    /// reset as the connect's error): a close by the host, not a failed connect.
+    HostReset(io::Error),
     /// The client reset while we were connecting: the attempt is abandoned.
     ClientReset(io::Error),
 }
@@ -60,6 +63,9 @@ pub(crate) async fn connect(
         tokio::select! {
             done = &mut connecting => return match done {
                 Ok(Ok(stream)) => Connected::Host(stream),
+                Ok(Err(e)) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted) => {
+                    Connected::HostReset(e)
+                }
                 Ok(Err(e)) => Connected::Failed(classify(&e)),
                 Err(_elapsed) => Connected::Failed(ConnectFailure::Timeout),
             },

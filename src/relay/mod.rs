@@ -383,6 +383,21 @@ async fn serve(
             tracing::debug!(error = %e, "Client reset while connecting");
             session.on_close(Side::Client, CloseKind::Rst, clock.now());
         }
+        Connected::HostReset(e) => {
+            // The TCP handshake completed and the host reset at once (a listener that accepts
+            // and resets): what the client sent is judged, then the reset is passed on.
+            tracing::info!(error = %e, "Host reset the connection right after accepting it");
+            session.on_connect_result(Ok(()), clock.now());
+            let early = c2s.pending();
+            if !early.is_empty() {
+                session.feed(Direction::ClientToHost, early, clock.now());
+            }
+            session.on_close(Side::Host, CloseKind::Rst, clock.now());
+            if let Err(e) = client.set_zero_linger() {
+                tracing::debug!(error = %e, "SO_LINGER 0 failed");
+            }
+            drop(client);
+        }
         // `--security` / `--fresh-cert`: the experiment's own relay (`rewrite.rs`).
         Connected::Host(host) if cfg.security.is_some() || cfg.fresh_cert.is_some() => {
             session.on_connect_result(Ok(()), clock.now());
