@@ -555,16 +555,13 @@ impl Session {
             }
             ContentType::HANDSHAKE => {
                 // TLS <= 1.2 Finished after ChangeCipherSpec.
-                self.push(
+                self.unindexed_record(
+                    dir,
+                    offset,
+                    h.content_type.0,
+                    h.length,
+                    "Finished (encrypted)",
                     at,
-                    Some(dir),
-                    Some(offset),
-                    EventKind::TlsRecord {
-                        content_type: h.content_type.0,
-                        len: h.length,
-                        index: 0,
-                        role: Some("Finished (encrypted)".to_owned()),
-                    },
                 );
                 match dir {
                     Direction::ClientToHost => self.tls.client_finished = true,
@@ -720,6 +717,31 @@ impl Session {
         }
     }
 
+    /// An encrypted record that is not one of the counted application records (handshake,
+    /// session ticket, after the peer's alert), with what it is taken to be.
+    fn unindexed_record(
+        &mut self,
+        dir: Direction,
+        offset: u64,
+        content_type: u8,
+        len: u16,
+        role: &str,
+        at: Micros,
+    ) {
+        let role = Some(role.to_owned());
+        self.push(
+            at,
+            Some(dir),
+            Some(offset),
+            EventKind::TlsRecord {
+                content_type,
+                len,
+                index: 0,
+                role,
+            },
+        );
+    }
+
     fn check_done(&mut self, at: Micros) {
         if !self.tls.done && self.tls.client_finished && self.tls.server_finished {
             self.tls.done = true;
@@ -756,17 +778,7 @@ impl Session {
                         // Encrypted handshake: EncryptedExtensions, Certificate, CertificateVerify, Finished.
                         self.tls.server_flight_done = true;
                         self.tls.server_finished = true;
-                        self.push(
-                            at,
-                            Some(dir),
-                            Some(offset),
-                            EventKind::TlsRecord {
-                                content_type: 23,
-                                len,
-                                index: 0,
-                                role: Some("encrypted handshake".to_owned()),
-                            },
-                        );
+                        self.unindexed_record(dir, offset, 23, len, "encrypted handshake", at);
                     }
                     Direction::ClientToHost => {
                         // The client's first encrypted record is its Finished (>= 53 bytes) or an
@@ -794,17 +806,7 @@ impl Session {
                             );
                         } else {
                             self.tls.client_finished = true;
-                            self.push(
-                                at,
-                                Some(dir),
-                                Some(offset),
-                                EventKind::TlsRecord {
-                                    content_type: 23,
-                                    len,
-                                    index: 0,
-                                    role: Some("Finished (encrypted)".to_owned()),
-                                },
-                            );
+                            self.unindexed_record(dir, offset, 23, len, "Finished (encrypted)", at);
                             self.check_done(at);
                         }
                     }
@@ -849,34 +851,14 @@ impl Session {
         // TLS 1.3 session tickets come from the server before the client's first application record.
         if self.tls.tls13 && dir == Direction::HostToClient && self.tls.app_records.client == 0 {
             self.tls.tickets = self.tls.tickets.saturating_add(1);
-            self.push(
-                at,
-                Some(dir),
-                Some(offset),
-                EventKind::TlsRecord {
-                    content_type: 23,
-                    len,
-                    index: 0,
-                    role: Some("NewSessionTicket (inferred)".to_owned()),
-                },
-            );
+            self.unindexed_record(dir, offset, 23, len, "NewSessionTicket (inferred)", at);
             return;
         }
         // Once a side has closed TLS (an alert), what the other side still sends is not a step
         // of the exchange (corpus ndpi_rdp_over_tls: the client sends two records after the
         // host's alert, then resets).
         if self.alerts.iter().any(|a| !a.before_done && a.dir != dir) {
-            self.push(
-                at,
-                Some(dir),
-                Some(offset),
-                EventKind::TlsRecord {
-                    content_type: 23,
-                    len,
-                    index: 0,
-                    role: Some("after the peer's alert".to_owned()),
-                },
-            );
+            self.unindexed_record(dir, offset, 23, len, "after the peer's alert", at);
             return;
         }
         self.tls.app_records[dir] = self.tls.app_records[dir].saturating_add(1);
