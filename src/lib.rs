@@ -22,6 +22,9 @@ pub mod record;
 pub mod cli;
 #[forbid(unsafe_code)]
 #[warn(clippy::indexing_slicing)]
+pub mod nla;
+#[forbid(unsafe_code)]
+#[warn(clippy::indexing_slicing)]
 pub mod probe;
 pub mod relay;
 #[forbid(unsafe_code)]
