@@ -103,7 +103,7 @@ fn fresh_cert_gets_xfreerdp_past_an_expired_host_certificate() {
     let (ca_crt, _) = ca.write(dir.path()).unwrap();
     let issued = Arc::new(fresh("127.0.0.1", Some(&ca)).unwrap());
     let mut rx = proxy(&rt, 26102, 26101, |c| {
-        c.fresh_cert = Some(FreshCertConfig { issued });
+        c.fresh_cert = Some(FreshCertConfig::new(issued));
     });
     let via = run(
         "client.sh",
@@ -157,7 +157,7 @@ fn legacy_tls10_host_is_no_common_version_through_fresh_cert() {
     let _host = Host::start("xrdp-tls10-legacy", 26105);
     let issued = Arc::new(fresh("127.0.0.1", None).unwrap());
     let mut rx = proxy(&rt, 26106, 26105, |c| {
-        c.fresh_cert = Some(FreshCertConfig { issued });
+        c.fresh_cert = Some(FreshCertConfig::new(issued));
     });
     let via = run("client.sh", &["--sec", "tls", "--cert", "ignore", "26106"]);
     assert_ne!(via["RESULT"], "ok", "{via:?}");

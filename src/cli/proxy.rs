@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use super::{EXIT_USAGE, Global, parse_secs};
+use crate::nla::ntlm::Credentials;
 use crate::record;
 use crate::relay::tap::RecordConfig;
 use crate::relay::{
@@ -77,7 +78,8 @@ pub struct Args {
     #[arg(long, value_enum, value_name = "LAYER")]
     pub security: Option<Security>,
     /// Terminate TLS on both legs, presenting a fresh certificate to the client (RSA-2048,
-    /// serverAuth + Remote Desktop Authentication EKU); removes NLA unless --security nla
+    /// serverAuth + Remote Desktop Authentication EKU); removes NLA unless --security nla or
+    /// --nla-user
     #[arg(long)]
     pub fresh_cert: bool,
     /// Name in the fresh certificate (default: the target host as given)
@@ -89,6 +91,39 @@ pub struct Args {
     /// Append the TLS secrets of both legs to FILE (SSLKEYLOGFILE format, mode 0600)
     #[arg(long, value_name = "FILE", requires = "fresh_cert")]
     pub keylog: Option<std::path::PathBuf>,
+    /// With --fresh-cert: keep NLA on and broker CredSSP (NTLM) on both legs as USER, USER@DOMAIN
+    /// or DOMAIN\USER, so the host's own CredSSP verdict is read in clear. The password comes
+    /// from --nla-password-file, else the RDPDIAG_NLA_PASSWORD environment variable, else a
+    /// prompt; never from the command line
+    #[arg(long, value_name = "USER", requires = "fresh_cert")]
+    pub nla_user: Option<String>,
+    /// With --nla-user: read the password from the first line of FILE
+    #[arg(long, value_name = "FILE", requires = "nla_user")]
+    pub nla_password_file: Option<std::path::PathBuf>,
+}
+
+/// The environment variable `--nla-user` reads the password from when no file is given.
+pub const PASSWORD_ENV: &str = "RDPDIAG_NLA_PASSWORD";
+
+/// The `--nla-user` password: file, environment, or prompt (no echo). The caller's copy is
+/// moved into [`Credentials`], which zeroes it.
+fn nla_password(args: &Args) -> anyhow::Result<String> {
+    use zeroize::Zeroize;
+    if let Some(path) = &args.nla_password_file {
+        let mut text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --nla-password-file {}", path.display()))?;
+        let pw = text.lines().next().unwrap_or_default().to_owned();
+        text.zeroize();
+        return Ok(pw);
+    }
+    if let Some(v) = std::env::var_os(PASSWORD_ENV) {
+        return v
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("{PASSWORD_ENV} is not valid UTF-8"));
+    }
+    let user = args.nla_user.as_deref().unwrap_or_default();
+    rpassword::prompt_password(format!("rdpdiag: password for {user} (NLA, never stored): "))
+        .context("cannot read the password from the terminal: use --nla-password-file or RDPDIAG_NLA_PASSWORD")
 }
 
 /// `--security` values.
@@ -184,13 +219,21 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
                 None => "self-signed: the client will warn unless you use --ca".to_owned(),
             }
         );
+        let nla = match &args.nla_user {
+            Some(user) => Some(std::sync::Arc::new(Credentials::new(
+                user,
+                nla_password(&args)?,
+            ))),
+            None => None,
+        };
         Some(FreshCertConfig {
             issued: std::sync::Arc::new(issued),
+            nla,
         })
     } else {
         None
     };
-    for w in experiment_warnings(security, args.fresh_cert) {
+    for w in experiment_warnings(security, args.fresh_cert, args.nla_user.as_deref()) {
         eprintln!("rdpdiag: warning: {w}");
     }
     if let Some(path) = &args.keylog {

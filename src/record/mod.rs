@@ -526,6 +526,8 @@ fn mcs_certificates(pdu: &[u8]) -> Option<Vec<Vec<u8>>> {
 /// JSON keys (in events and the verdict) whose string values are personal, by kind.
 const PERSONAL_KEYS: &[(&str, NameKind)] = &[
     ("cookie", NameKind::User),
+    ("account", NameKind::User),
+    ("logon", NameKind::User),
     ("user", NameKind::User),
     ("user_name", NameKind::User),
     ("username", NameKind::User),

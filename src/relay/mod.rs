@@ -12,6 +12,7 @@
 //! 4. send a [`ConnectionReport`] with the verdict.
 
 mod inspect;
+mod nla;
 mod pipe;
 mod rewrite;
 #[cfg(target_os = "linux")]

@@ -78,28 +78,35 @@ impl SecurityRewrite {
     }
 }
 
-/// What to forward for a client request `orig`: `Ok(None)` = unchanged.
+/// What to forward for a client request `orig`: `Ok(None)` = unchanged. `strip_nla`: `--fresh-cert`
+/// without `--nla-user`.
 pub fn plan(
     orig: Protocols,
     security: Option<SecurityRewrite>,
-    fresh_cert: bool,
+    strip_nla: bool,
 ) -> Result<Option<Protocols>, String> {
     let to = match security {
         Some(s) => s.apply(orig)?,
         // --fresh-cert alone: NLA cannot pass a swapped certificate; offer TLS instead.
-        None if fresh_cert && orig.uses_credssp() => SecurityRewrite::NoNla.apply(orig)?,
+        None if strip_nla && orig.uses_credssp() => SecurityRewrite::NoNla.apply(orig)?,
         None => orig,
     };
     Ok((to != orig).then_some(to))
 }
 
 /// Startup warnings for a configuration (printed by the CLI before the first connection).
-pub fn warnings(security: Option<SecurityRewrite>, fresh_cert: bool) -> Vec<String> {
+pub fn warnings(
+    security: Option<SecurityRewrite>,
+    fresh_cert: bool,
+    nla_user: Option<&str>,
+) -> Vec<String> {
     let mut w = Vec::new();
     if security.is_some() && !fresh_cert {
         w.push("when the host selects TLS or NLA, its echo of requestedProtocols (SC_CORE.clientRequestedProtocols) travels inside TLS and cannot be patched: a client that checks it (mstsc does) may detect the rewrite and disconnect right after the MCS Connect-Response; add --fresh-cert to patch it".to_owned());
     }
-    if fresh_cert {
+    if let (true, Some(user)) = (fresh_cert, nla_user) {
+        w.push(format!("--nla-user: NLA stays on; rdpdiag accepts the client's CredSSP only for {user} with the password it was given, then logs on to the host with the same account (NTLM). The client must trust rdpdiag's certificate (--ca)"));
+    } else if fresh_cert {
         match security {
             Some(SecurityRewrite::Nla) | Some(SecurityRewrite::NoTls) => w.push("NLA cannot succeed through --fresh-cert: CredSSP's pubKeyAuth binds the TLS server key, and the client sees rdpdiag's key while the host checks its own; expect a CredSSP failure that is not the host's fault".to_owned()),
             _ => w.push("--fresh-cert removes NLA (HYBRID/HYBRID_EX) from the client's request, since CredSSP cannot pass a swapped certificate: the user logs on at the host's own logon screen".to_owned()),
@@ -380,12 +387,19 @@ fn rewrite_cr(pdu: &[u8], setup: &mut ExperimentSetup, ctx: &ConnCtx) -> Option<
     };
     let orig = cr.requested();
     setup.original = Some(orig);
-    let planned = plan(orig, cfg.security, cfg.fresh_cert.is_some());
+    let brokered = cfg.fresh_cert.as_ref().is_some_and(|f| f.nla.is_some());
+    let planned = plan(
+        orig,
+        cfg.security,
+        cfg.fresh_cert.is_some() && !brokered,
+    );
     let forwarded = match &planned {
         Ok(Some(to)) => *to,
         _ => orig,
     };
-    if cfg.fresh_cert.is_some() && forwarded.uses_credssp() {
+    if brokered && forwarded.uses_credssp() {
+        setup.notes.push("NLA kept (--nla-user): rdpdiag is the CredSSP server toward the client and the CredSSP client toward the host, with the account it was given".to_owned());
+    } else if cfg.fresh_cert.is_some() && forwarded.uses_credssp() {
         setup.notes.push("NLA cannot succeed through --fresh-cert: CredSSP's pubKeyAuth binds the TLS server key, and the client sees rdpdiag's key while the host checks its own".to_owned());
     } else if cfg.fresh_cert.is_some() && orig.uses_credssp() {
         setup.notes.push(

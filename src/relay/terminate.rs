@@ -22,9 +22,12 @@ use super::tapped::Tapped;
 use crate::session::{
     CloseKind, Direction, Echo, ExperimentSetup, HostTls, Session, Side, TlsLegError,
 };
+use crate::nla::credssp::subject_public_key;
+use crate::nla::ntlm::Credentials;
 use crate::tls::cert::Issued;
 use crate::tls::keylog::KeyLogBuffer;
 use crate::tls::verifier::RecordingVerifier;
+use crate::wire::x224::Protocols;
 use crate::wire::{tpkt, x224};
 
 /// `--fresh-cert` settings.
@@ -32,6 +35,15 @@ use crate::wire::{tpkt, x224};
 pub struct FreshCertConfig {
     /// The certificate rdpdiag presents to clients (generated once per run and target name).
     pub issued: Arc<Issued>,
+    /// `--nla-user`: keep NLA and broker CredSSP on both legs with these credentials.
+    pub nla: Option<Arc<Credentials>>,
+}
+
+impl FreshCertConfig {
+    /// `--fresh-cert` without `--nla-user`.
+    pub fn new(issued: Arc<Issued>) -> Self {
+        Self { issued, nla: None }
+    }
 }
 
 /// A rustls client configuration for the host leg: TLS 1.2 and 1.3, any certificate accepted and
@@ -182,7 +194,35 @@ pub(super) async fn serve(
             .unwrap_or_default();
         session.on_client_tls(Ok((v, c)), clock.now());
     }
-    let (c, s) = plaintext_relay(client_tls, host_tls, session, clock, timeout, setup).await;
+    let (mut client_tls, mut host_tls) = (client_tls, host_tls);
+    let mut early = (Vec::new(), Vec::new());
+    if let Some(creds) = &fresh.nla
+        && session.selected().is_some_and(Protocols::uses_credssp)
+    {
+        let our_key = subject_public_key(&fresh.issued.cert_der).unwrap_or_default();
+        let host_key = verifier
+            .chain()
+            .first()
+            .and_then(|c| subject_public_key(c))
+            .unwrap_or_default();
+        let brokered = super::nla::broker(
+            &mut client_tls,
+            &mut host_tls,
+            creds,
+            our_key,
+            host_key,
+            session,
+            clock,
+            timeout,
+        )
+        .await;
+        match brokered {
+            Some(b) => early = (b.client_rest, b.host_rest),
+            None => return (0, 0, keylog.contents()),
+        }
+    }
+    let (c, s) =
+        plaintext_relay(client_tls, host_tls, session, clock, timeout, setup, early).await;
     (c, s, keylog.contents())
 }
 
@@ -197,6 +237,7 @@ async fn plaintext_relay<C, H>(
     clock: Clock,
     timeout: Duration,
     setup: &mut ExperimentSetup,
+    early: (Vec<u8>, Vec<u8>),
 ) -> (u64, u64)
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -211,9 +252,21 @@ where
         Ok(mut s) => f(&mut s),
         Err(poisoned) => f(&mut poisoned.into_inner()),
     };
+    let (mut early_c2s, mut early_s2c) = early;
     let c2s = async {
         let mut buf = vec![0_u8; 16 * 1024];
         loop {
+            if !early_c2s.is_empty() {
+                // Bytes the client sent right after CredSSP (read by the broker).
+                let chunk = std::mem::take(&mut early_c2s);
+                with(&mut |s| s.feed_plaintext(Direction::ClientToHost, &chunk, clock.now()));
+                if hw.write_all(&chunk).await.is_err() {
+                    with(&mut |s| s.on_close(Side::Host, CloseKind::Rst, clock.now()));
+                    return false;
+                }
+                to_host.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                continue;
+            }
             let n = match cr.read(&mut buf).await {
                 Ok(n) => n,
                 Err(e) => {
@@ -248,7 +301,18 @@ where
         // Host bytes held while the echo in the Connect-Response is still to be patched.
         let mut held: Vec<u8> = Vec::new();
         loop {
-            let n = match hr.read(&mut buf).await {
+            let n = if early_s2c.is_empty() {
+                hr.read(&mut buf).await
+            } else {
+                // Bytes the host sent right after CredSSP (read by the broker).
+                let n = early_s2c.len().min(buf.len());
+                if let (Some(dst), Some(src)) = (buf.get_mut(..n), early_s2c.get(..n)) {
+                    dst.copy_from_slice(src);
+                }
+                early_s2c.drain(..n);
+                Ok(n)
+            };
+            let n = match n {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::debug!(error = %e, "Host TLS leg ended with an error");

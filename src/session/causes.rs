@@ -277,6 +277,21 @@ pub static CAUSES: &[Cause] = &[
         ],
     },
     Cause {
+        id: "credssp.proxy_refused",
+        title: "rdpdiag itself refused the client's NLA logon (--nla-user): the client's credentials are not the ones rdpdiag was given",
+        likely_causes: &[
+            "the user typed another account or password than the one given to rdpdiag --nla-user",
+            "saved credentials (Credential Manager TERMSRV/HOST) for another account are sent automatically",
+            "the client uses NTLMv1 (LmCompatibilityLevel below 3) or a smart card / Remote Credential Guard, which rdpdiag cannot broker",
+        ],
+        remedies: &[
+            "Log on with exactly the account and password given to rdpdiag (DOMAIN\\user or user@domain)",
+            "Delete saved credentials for the proxy address (cmdkey /list, cmdkey /delete:TERMSRV/ADDRESS)",
+            "Re-run rdpdiag with --nla-user set to the account the user logs on with",
+        ],
+        confirm_with: &["rdpdiag proxy --fresh-cert --nla-user USER (same account on both sides)"],
+    },
+    Cause {
         id: "early_auth.denied",
         title: "Early User Authorization denied: the user authenticated but may not log on remotely",
         likely_causes: &[
@@ -458,6 +473,54 @@ pub static CAUSES: &[Cause] = &[
         confirm_with: &["rdpdiag probe HOST"],
     },
 ];
+
+/// A CredSSP errorCode read in clear: the likely cause it names and the remedy for it, more
+/// precise than the catalogue's `credssp.failed` list (reference §3.8).
+pub fn error_code_advice(code: u32) -> Option<(&'static str, &'static str)> {
+    Some(match code {
+        0xC000_006D | 0xC000_006A | 0xC000_0064 | 0x8009_030C => (
+            "the host refused the user name or password (STATUS_LOGON_FAILURE / WRONG_PASSWORD / NO_SUCH_USER)",
+            "Re-enter the credentials (DOMAIN\\user or user@domain); delete saved credentials for TERMSRV/HOST; reset the password if unknown",
+        ),
+        0xC000_0071 | 0xC000_0224 => (
+            "the password expired or must be changed at next logon: NLA cannot change it",
+            "Change the password on another path (Ctrl+Alt+Del on a console, Set-ADAccountPassword, the RD Web password page), or temporarily connect without NLA (rdpdiag proxy --security tls) so the host's own logon screen can change it",
+        ),
+        0xC000_0234 => (
+            "the account is locked out (too many bad passwords)",
+            "Unlock it (Unlock-ADAccount / Local Users and Groups) and find the source of the bad passwords (event 4740 on the PDC emulator)",
+        ),
+        0xC000_0072 | 0xC000_0193 => (
+            "the account is disabled or expired",
+            "Enable the account or extend its expiry (Enable-ADAccount, Set-ADAccountExpiration)",
+        ),
+        0xC000_006E | 0xC000_015B | 0xC000_006F | 0xC000_0070 => (
+            "the account may not log on this way: logon type not granted, logon hours or workstation restrictions",
+            "Grant 'Allow log on through Remote Desktop Services' and 'Access this computer from the network' to the user (and remove it from the matching Deny rights); check logon hours and 'Log On To' workstations",
+        ),
+        0x8009_0302 | 0x8009_0331 | 0xC000_0388 => (
+            "CredSSP encryption-oracle remediation (CVE-2018-0886): one side is unpatched or 'Encryption Oracle Remediation' is Force Updated Clients against an old peer",
+            "Install the CredSSP update on both client and host; only temporarily set 'Encryption Oracle Remediation' to Mitigated on the patched side (AllowEncryptionOracle=1)",
+        ),
+        0xC000_0133 | 0x8009_0324 => (
+            "the clocks of the host, the client or the domain controller differ too much",
+            "Fix time sync: w32tm /resync on the host and client, check the PDC emulator's time source",
+        ),
+        0xC000_005E | 0x8009_0311 | 0xC000_018D | 0xC000_018C | 0xC000_018B => (
+            "the host cannot reach a domain controller, or its trust with the domain is broken",
+            "On the host: nltest /sc_verify:DOMAIN, Test-ComputerSecureChannel -Repair; check DNS and the path to a DC",
+        ),
+        0xC000_02FA => (
+            "the account requires a smart card",
+            "Log on with the smart card, or clear 'Smart card is required for interactive logon' on the account",
+        ),
+        0xC000_0413 => (
+            "the authentication firewall (selective authentication across a trust) denies this user on this host",
+            "Grant 'Allowed to Authenticate' on the host's computer object to the user from the trusted domain",
+        ),
+        _ => return None,
+    })
+}
 
 #[cfg(test)]
 mod tests {

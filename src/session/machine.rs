@@ -18,9 +18,11 @@ use crate::wire::x509::{self, CertSummary};
 use crate::wire::{DecodeError, tpkt};
 
 mod experiment;
+mod nla;
 mod plaintext;
 
 pub use experiment::{Echo, ExperimentSetup};
+pub use nla::{NlaLeg, NlaReport};
 pub use plaintext::{HostTls, TlsLegError};
 
 /// Knobs of the diagnosis.
@@ -216,6 +218,8 @@ pub struct Session {
     experiment: Option<ExperimentSetup>,
     /// TLS terminated by the driver: both legs' results and the decrypted streams.
     term: Option<plaintext::TermState>,
+    /// `--nla-user`: rdpdiag brokers CredSSP on both legs.
+    nla: Option<nla::NlaState>,
 }
 
 /// One value per direction, indexed by [`Direction`] (no slice indexing, no bounds to check).
@@ -267,6 +271,7 @@ impl Session {
             last_progress: Micros::ZERO,
             experiment: None,
             term: None,
+            nla: None,
         }
     }
 
@@ -1026,6 +1031,9 @@ struct Draft {
     inferred: bool,
     evidence: Vec<Evidence>,
     notes: Vec<String>,
+    /// A likely cause and its remedy more precise than the catalogue's (an errorCode read),
+    /// put first.
+    specific: Option<(String, String)>,
 }
 
 fn ev(
@@ -1063,12 +1071,18 @@ impl Session {
             summary: d.summary,
             inferred: d.inferred,
             evidence: d.evidence,
-            likely_causes: cause
-                .map(|c| c.likely_causes.iter().map(|s| (*s).to_owned()).collect())
-                .unwrap_or_default(),
-            remedies: cause
-                .map(|c| c.remedies.iter().map(|s| (*s).to_owned()).collect())
-                .unwrap_or_default(),
+            likely_causes: d
+                .specific
+                .iter()
+                .map(|s| s.0.clone())
+                .chain(cause.into_iter().flat_map(|c| c.likely_causes.iter().map(|s| (*s).to_owned())))
+                .collect(),
+            remedies: d
+                .specific
+                .iter()
+                .map(|s| s.1.clone())
+                .chain(cause.into_iter().flat_map(|c| c.remedies.iter().map(|s| (*s).to_owned())))
+                .collect(),
             confirm_with: cause
                 .map(|c| c.confirm_with.iter().map(|s| (*s).to_owned()).collect())
                 .unwrap_or_default(),
@@ -1214,7 +1228,13 @@ impl Session {
             inferred: false,
             evidence: Vec::new(),
             notes: Vec::new(),
+            specific: None,
         }
+    }
+
+    /// What the driver saw selected (the CC's protocol), once known.
+    pub fn selected(&self) -> Option<Protocols> {
+        self.selected
     }
 
     fn diagnose(&self) -> Draft {

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 pub use causes::{CAUSES, Cause, CauseId};
 pub use events::{Event, EventKind};
 pub use machine::{
-    Echo, ExperimentSetup, HostTls, MAX_EVENTS, Session, SessionConfig, TlsLegError,
+    Echo, ExperimentSetup, HostTls, MAX_EVENTS, NlaLeg, NlaReport, Session, SessionConfig,
+    TlsLegError,
 };
 pub use verdict::{Evidence, Experiment, Facts, Outcome, Verdict};
 

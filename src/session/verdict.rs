@@ -128,4 +128,7 @@ pub struct Experiment {
     pub notes: Vec<String>,
     /// One sentence: what the experiment proved.
     pub conclusion: String,
+    /// `--nla-user`: both CredSSP legs rdpdiag ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nla: Option<super::NlaReport>,
 }

@@ -59,9 +59,9 @@ pub(super) struct TermState {
     offset: PerDir<u64>,
     opaque: PerDir<bool>,
     /// TSRequests in order.
-    tsrequests: Vec<(Direction, u64, Micros, TsRequest)>,
+    pub(super) tsrequests: Vec<(Direction, u64, Micros, TsRequest)>,
     /// Early User Authorization Result (offset, at, value).
-    eua: Option<(u64, Micros, u32)>,
+    pub(super) eua: Option<(u64, Micros, u32)>,
 }
 
 impl TermState {
@@ -307,6 +307,10 @@ impl Session {
             }
             Some(Ok(_)) => {}
         }
+        // rdpdiag's own CredSSP endpoints (`--nla-user`) know who refused what.
+        if let Some(d) = self.nla_verdict() {
+            return d;
+        }
         // Exact CredSSP facts first.
         if let Some((dir, off, at, ts)) = t.tsrequests.iter().find(|r| r.3.error_code.is_some()) {
             let code = ts.error_code.unwrap_or_default();
@@ -326,6 +330,8 @@ impl Session {
                 "TSRequest.errorCode (decrypted)",
                 credssp::status_name(code),
             ));
+            d.specific = crate::session::causes::error_code_advice(code)
+                .map(|(c, r)| (c.to_owned(), r.to_owned()));
             if self.fresh_cert_keeps_nla() {
                 d.notes.push(NLA_THROUGH_FRESH_CERT.to_owned());
             }
@@ -442,7 +448,8 @@ impl Session {
 
     /// `--fresh-cert` with NLA left in the request: CredSSP is bound to fail.
     pub(super) fn fresh_cert_keeps_nla(&self) -> bool {
-        self.experiment.as_ref().is_some_and(|e| e.fresh_cert)
+        self.nla.is_none()
+            && self.experiment.as_ref().is_some_and(|e| e.fresh_cert)
             && self.selected.is_some_and(Protocols::uses_credssp)
     }
 }
@@ -457,7 +464,7 @@ enum PlainUnit {
 }
 
 /// MS-RDPBCGR 2.2.10.2: 0x00000000 SUCCESS, 0x00000005 ACCESS_DENIED.
-fn eua_name(v: u32) -> String {
+pub(super) fn eua_name(v: u32) -> String {
     match v {
         0 => "SUCCESS (0x00000000)".to_owned(),
         5 => "ACCESS_DENIED (0x00000005)".to_owned(),
