@@ -126,8 +126,18 @@ pub fn render_text(r: &ConnectionReport) -> String {
         }
         if let Some(n) = &x.nla {
             writeln!(out, "    NLA brokered by rdpdiag as {}:", n.account).ok();
-            writeln!(out, "      client leg (rdpdiag as CredSSP server): {}", nla_leg(&n.client_leg)).ok();
-            writeln!(out, "      host leg (rdpdiag as CredSSP client): {}", nla_leg(&n.host_leg)).ok();
+            writeln!(
+                out,
+                "      client leg (rdpdiag as CredSSP server): {}",
+                nla_leg(&n.client_leg)
+            )
+            .ok();
+            writeln!(
+                out,
+                "      host leg (rdpdiag as CredSSP client): {}",
+                nla_leg(&n.host_leg)
+            )
+            .ok();
         }
         writeln!(out, "    conclusion: {}", x.conclusion).ok();
     }
@@ -181,6 +191,49 @@ fn fact_lines(v: &Verdict) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// One CredSSP leg in a line: `CredSSP v6; NTLM 0x...; ...; result`.
+fn nla_leg(l: &crate::session::NlaLeg) -> String {
+    let mut parts = Vec::new();
+    if let Some(v) = l.credssp_version {
+        parts.push(format!("CredSSP v{v}"));
+    }
+    if let Some(f) = &l.ntlm_flags {
+        parts.push(format!("NTLM flags {f}"));
+    }
+    let names: Vec<&str> = [
+        &l.netbios_domain_name,
+        &l.netbios_computer_name,
+        &l.dns_computer_name,
+    ]
+    .into_iter()
+    .flatten()
+    .map(String::as_str)
+    .collect();
+    if !names.is_empty() {
+        parts.push(format!("names {}", names.join(" / ")));
+    }
+    if let Some(o) = &l.os_version {
+        parts.push(format!("OS {o}"));
+    }
+    if let Some(s) = l.clock_skew_secs {
+        parts.push(format!("clock {s:+} s from rdpdiag's"));
+    }
+    if let Some(u) = &l.logon {
+        parts.push(format!("logon {u}"));
+    }
+    if let Some(w) = &l.workstation {
+        parts.push(format!("workstation {w}"));
+    }
+    if let Some(e) = &l.error_code {
+        parts.push(format!("errorCode {e}"));
+    }
+    if let Some(e) = &l.early_user_auth {
+        parts.push(format!("Early User Authorization {e}"));
+    }
+    parts.push(l.result.clone());
+    parts.join("; ")
 }
 
 #[cfg(test)]
@@ -277,47 +330,4 @@ mod tests {
         assert_eq!(obj["close_kind"], "fin");
         assert_eq!(obj["evidence"][0]["dir"], "s2c");
     }
-}
-
-/// One CredSSP leg in a line: `CredSSP v6; NTLM 0x...; ...; result`.
-fn nla_leg(l: &crate::session::NlaLeg) -> String {
-    let mut parts = Vec::new();
-    if let Some(v) = l.credssp_version {
-        parts.push(format!("CredSSP v{v}"));
-    }
-    if let Some(f) = &l.ntlm_flags {
-        parts.push(format!("NTLM flags {f}"));
-    }
-    let names: Vec<&str> = [
-        &l.netbios_domain_name,
-        &l.netbios_computer_name,
-        &l.dns_computer_name,
-    ]
-    .into_iter()
-    .flatten()
-    .map(String::as_str)
-    .collect();
-    if !names.is_empty() {
-        parts.push(format!("names {}", names.join(" / ")));
-    }
-    if let Some(o) = &l.os_version {
-        parts.push(format!("OS {o}"));
-    }
-    if let Some(s) = l.clock_skew_secs {
-        parts.push(format!("clock {s:+} s from rdpdiag's"));
-    }
-    if let Some(u) = &l.logon {
-        parts.push(format!("logon {u}"));
-    }
-    if let Some(w) = &l.workstation {
-        parts.push(format!("workstation {w}"));
-    }
-    if let Some(e) = &l.error_code {
-        parts.push(format!("errorCode {e}"));
-    }
-    if let Some(e) = &l.early_user_auth {
-        parts.push(format!("Early User Authorization {e}"));
-    }
-    parts.push(l.result.clone());
-    parts.join("; ")
 }

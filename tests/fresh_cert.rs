@@ -361,9 +361,8 @@ async fn recording_proxy(
     );
     let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), target.to_string());
     cfg.security = security;
-    cfg.fresh_cert = ca.map(|ca| FreshCertConfig::new(Arc::new(
-        fresh("127.0.0.1", Some(ca)).unwrap(),
-    )));
+    cfg.fresh_cert =
+        ca.map(|ca| FreshCertConfig::new(Arc::new(fresh("127.0.0.1", Some(ca)).unwrap())));
     cfg.record = Some(record.clone());
     cfg.max_connections = Some(1);
     let p = Proxy::bind(cfg).await.unwrap();

@@ -15,8 +15,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdpdiag::nla::ntlm::Credentials;
 use rdpdiag::relay::{FreshCertConfig, Proxy, ProxyConfig, SecurityRewrite};
 use rdpdiag::report::{ConnectionReport, render_text};
+use rdpdiag::session::{Phase, Side};
 use rdpdiag::tls::cert::{Ca, fresh};
 use tokio::sync::mpsc;
 
@@ -165,4 +167,85 @@ fn legacy_tls10_host_is_no_common_version_through_fresh_cert() {
     let text = render_text(&r);
     assert_eq!(r.verdict.cause, "tls.no_common_version", "{text}");
     assert!(!r.verdict.inferred, "{text}");
+}
+
+/// `--fresh-cert --nla-user` in front of FreeRDP's NLA host (SAM file: test / Passw0rd!), with
+/// xfreerdp logging on as `client_password`; rdpdiag was given `proxy_password`.
+fn brokered_nla(
+    host_port: u16,
+    proxy_port: u16,
+    proxy_password: &str,
+    client_password: &str,
+) -> (HashMap<String, String>, ConnectionReport) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _host = Host::start("shadow-nla", host_port);
+    let issued = Arc::new(fresh("127.0.0.1", None).unwrap());
+    let creds = Arc::new(Credentials::new("test", proxy_password.to_owned()));
+    let mut rx = proxy(&rt, proxy_port, host_port, |c| {
+        c.fresh_cert = Some(FreshCertConfig {
+            issued,
+            nla: Some(creds),
+        });
+    });
+    let via = run(
+        "client.sh",
+        &[
+            "--sec",
+            "nla",
+            "--user",
+            "test",
+            "--pass",
+            client_password,
+            "--cert",
+            "ignore",
+            &proxy_port.to_string(),
+        ],
+    );
+    (via, report(&rt, &mut rx))
+}
+
+/// The right password: xfreerdp reaches the active session through rdpdiag's two CredSSP legs.
+#[test]
+fn nla_user_reaches_the_active_phase_with_the_right_password() {
+    let (via, r) = brokered_nla(26107, 26108, "Passw0rd!", "Passw0rd!");
+    let text = render_text(&r);
+    assert_eq!(via["RESULT"], "ok", "{via:?}\n{text}");
+    assert_eq!(via["LAST_STATE"], "CONNECTION_STATE_ACTIVE", "{via:?}");
+    assert_eq!(r.verdict.phase_reached, Phase::Active, "{text}");
+    assert_eq!(r.verdict.cause, "healthy", "{text}");
+    let n = r.verdict.experiment.as_ref().unwrap().nla.as_ref().unwrap();
+    assert_eq!(n.client_leg.logon.as_deref(), Some("test"), "{text}");
+    assert_eq!(n.client_leg.result, "accepted", "{text}");
+    assert!(n.host_leg.result.starts_with("accepted"), "{text}");
+    assert!(n.host_leg.ntlm_flags.is_some(), "{text}");
+    assert!(
+        n.host_leg.clock_skew_secs.is_some_and(|s| s.abs() < 60),
+        "{text}"
+    );
+}
+
+/// A wrong password (rdpdiag and the client agree, the host does not): the host's own refusal.
+/// FreeRDP 2's server sends no errorCode; it closes right after the AUTHENTICATE.
+#[test]
+fn nla_user_with_a_wrong_password_is_the_hosts_logon_failure() {
+    let (via, r) = brokered_nla(26109, 26110, "wrong", "wrong");
+    let text = render_text(&r);
+    assert_eq!(via["RESULT"], "auth-failure", "{via:?}\n{text}");
+    assert_eq!(r.verdict.cause, "credssp.failed", "{text}");
+    assert_eq!(r.verdict.closed_by, Some(Side::Host), "{text}");
+    assert!(r.verdict.summary.contains("STATUS_LOGON_FAILURE"), "{text}");
+    assert!(!r.verdict.inferred, "{text}");
+    let n = r.verdict.experiment.as_ref().unwrap().nla.as_ref().unwrap();
+    assert_eq!(n.client_leg.result, "accepted", "{text}");
+}
+
+/// The client's password is not the one rdpdiag was given: rdpdiag refuses, and says so.
+#[test]
+fn nla_user_refuses_a_client_with_other_credentials() {
+    let (via, r) = brokered_nla(26111, 26112, "Passw0rd!", "wrong");
+    let text = render_text(&r);
+    assert_eq!(via["RESULT"], "auth-failure", "{via:?}\n{text}");
+    assert_eq!(r.verdict.cause, "credssp.proxy_refused", "{text}");
+    assert_eq!(r.verdict.closed_by, Some(Side::Proxy), "{text}");
+    assert!(r.verdict.summary.contains("not the host"), "{text}");
 }

@@ -74,7 +74,8 @@ impl Reader {
                 Ok(Ok(0)) => return Err(ReadEnd::Closed(CloseKind::Fin)),
                 Ok(Ok(n)) => n,
             };
-            self.buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            self.buf
+                .extend_from_slice(chunk.get(..n).unwrap_or_default());
         }
     }
 }
@@ -107,7 +108,10 @@ fn random<const N: usize>() -> [u8; N] {
 fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| unix.to_string())
 }
 
@@ -125,11 +129,11 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn to_host(&mut self, raw: &[u8]) {
+    fn sent_to_host(&mut self, raw: &[u8]) {
         self.session
             .feed_plaintext(Direction::ClientToHost, raw, self.clock.now());
     }
-    fn from_host(&mut self, raw: &[u8]) {
+    fn got_from_host(&mut self, raw: &[u8]) {
         self.session
             .feed_plaintext(Direction::HostToClient, raw, self.clock.now());
     }
@@ -154,8 +158,7 @@ pub(super) async fn broker<C, H>(
     client: &mut C,
     host: &mut H,
     creds: &Credentials,
-    our_key: Vec<u8>,
-    host_key: Vec<u8>,
+    (our_key, host_key): (Vec<u8>, Vec<u8>),
     session: &mut Session,
     clock: Clock,
     timeout: Duration,
@@ -202,7 +205,7 @@ where
     // H1 → H2: rdpdiag's NEGOTIATE to the host with the client's CredSSP version.
     let mut hleg = HostLeg::new(c1.version, host_key, random());
     match send(host, &hleg.negotiate()).await {
-        Ok(raw) => x.to_host(&raw),
+        Ok(raw) => x.sent_to_host(&raw),
         Err(_) => {
             x.close(Side::Host, CloseKind::Rst);
             return None;
@@ -214,7 +217,7 @@ where
         Ok(v) => v,
         Err(e) => return host_ended(&mut x, client, e).await,
     };
-    x.from_host(&raw);
+    x.got_from_host(&raw);
     if let Some(code) = h2.error_code {
         return host_refused(&mut x, client, &cleg, code).await;
     }
@@ -228,21 +231,27 @@ where
         let ti = &ch.target_info;
         let skew = ti.timestamp_unix().map(|t| t - unix_now());
         let names = [
-            ti.nb_domain_name.as_ref().map(|n| format!("NetBIOS domain {n}")),
-            ti.nb_computer_name.as_ref().map(|n| format!("NetBIOS computer {n}")),
-            ti.dns_domain_name.as_ref().map(|n| format!("DNS domain {n}")),
-            ti.dns_computer_name.as_ref().map(|n| format!("DNS computer {n}")),
+            ti.nb_domain_name
+                .as_ref()
+                .map(|n| format!("NetBIOS domain {n}")),
+            ti.nb_computer_name
+                .as_ref()
+                .map(|n| format!("NetBIOS computer {n}")),
+            ti.dns_domain_name
+                .as_ref()
+                .map(|n| format!("DNS domain {n}")),
+            ti.dns_computer_name
+                .as_ref()
+                .map(|n| format!("DNS computer {n}")),
         ]
         .into_iter()
         .flatten()
         .collect::<Vec<_>>()
         .join(", ");
-        let os = ch
-            .version
-            .map(|v| match v.windows_name() {
-                Some(w) => format!("{}.{}.{} ({w})", v.major, v.minor, v.build),
-                None => format!("{}.{}.{}", v.major, v.minor, v.build),
-            });
+        let os = ch.version.map(|v| match v.windows_name() {
+            Some(w) => format!("{}.{}.{} ({w})", v.major, v.minor, v.build),
+            None => format!("{}.{}.{}", v.major, v.minor, v.build),
+        });
         x.note(
             Direction::HostToClient,
             "host",
@@ -318,19 +327,12 @@ where
     });
 
     // H3 → H4: rdpdiag's AUTHENTICATE to the host.
-    let h3 = match hleg.on_challenge(
-        &h2,
-        creds,
-        filetime_now(),
-        random(),
-        random(),
-        "RDPDIAG",
-    ) {
+    let h3 = match hleg.on_challenge(&h2, creds, filetime_now(), random(), random(), "RDPDIAG") {
         Ok(h) => h,
         Err(e) => return host_problem(&mut x, client, host, &e).await,
     };
     match send(host, &h3).await {
-        Ok(raw) => x.to_host(&raw),
+        Ok(raw) => x.sent_to_host(&raw),
         Err(_) => {
             x.close(Side::Host, CloseKind::Rst);
             return None;
@@ -340,7 +342,7 @@ where
         Ok(v) => v,
         Err(e) => return host_ended(&mut x, client, e).await,
     };
-    x.from_host(&raw);
+    x.got_from_host(&raw);
     if let Some(code) = h4.error_code {
         return host_refused(&mut x, client, &cleg, code).await;
     }
@@ -390,7 +392,7 @@ where
     }
     // H5: rdpdiag's TSCredentials to the host.
     match send(host, &h5).await {
-        Ok(raw) => x.to_host(&raw),
+        Ok(raw) => x.sent_to_host(&raw),
         Err(_) => {
             x.close(Side::Host, CloseKind::Rst);
             return None;
@@ -417,7 +419,8 @@ fn client_ended(x: &mut Ctx<'_>, e: ReadEnd, when: &str) -> Option<Brokered> {
             x.close(Side::Proxy, CloseKind::Fin);
         }
         ReadEnd::Malformed(m) => {
-            x.session.nla_refused(format!("undecodable TSRequest {when}: {m}"), x.clock.now());
+            x.session
+                .nla_refused(format!("undecodable TSRequest {when}: {m}"), x.clock.now());
             x.close(Side::Proxy, CloseKind::Fin);
         }
     }

@@ -388,11 +388,7 @@ fn rewrite_cr(pdu: &[u8], setup: &mut ExperimentSetup, ctx: &ConnCtx) -> Option<
     let orig = cr.requested();
     setup.original = Some(orig);
     let brokered = cfg.fresh_cert.as_ref().is_some_and(|f| f.nla.is_some());
-    let planned = plan(
-        orig,
-        cfg.security,
-        cfg.fresh_cert.is_some() && !brokered,
-    );
+    let planned = plan(orig, cfg.security, cfg.fresh_cert.is_some() && !brokered);
     let forwarded = match &planned {
         Ok(Some(to)) => *to,
         _ => orig,

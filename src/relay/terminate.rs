@@ -19,11 +19,11 @@ use super::ConnCtx;
 use super::inspect::Clock;
 use super::rewrite::patch_echo;
 use super::tapped::Tapped;
+use crate::nla::credssp::subject_public_key;
+use crate::nla::ntlm::Credentials;
 use crate::session::{
     CloseKind, Direction, Echo, ExperimentSetup, HostTls, Session, Side, TlsLegError,
 };
-use crate::nla::credssp::subject_public_key;
-use crate::nla::ntlm::Credentials;
 use crate::tls::cert::Issued;
 use crate::tls::keylog::KeyLogBuffer;
 use crate::tls::verifier::RecordingVerifier;
@@ -209,8 +209,7 @@ pub(super) async fn serve(
             &mut client_tls,
             &mut host_tls,
             creds,
-            our_key,
-            host_key,
+            (our_key, host_key),
             session,
             clock,
             timeout,
@@ -221,8 +220,7 @@ pub(super) async fn serve(
             None => return (0, 0, keylog.contents()),
         }
     }
-    let (c, s) =
-        plaintext_relay(client_tls, host_tls, session, clock, timeout, setup, early).await;
+    let (c, s) = plaintext_relay(client_tls, host_tls, session, clock, timeout, setup, early).await;
     (c, s, keylog.contents())
 }
 

@@ -1075,13 +1075,21 @@ impl Session {
                 .specific
                 .iter()
                 .map(|s| s.0.clone())
-                .chain(cause.into_iter().flat_map(|c| c.likely_causes.iter().map(|s| (*s).to_owned())))
+                .chain(
+                    cause
+                        .into_iter()
+                        .flat_map(|c| c.likely_causes.iter().map(|s| (*s).to_owned())),
+                )
                 .collect(),
             remedies: d
                 .specific
                 .iter()
                 .map(|s| s.1.clone())
-                .chain(cause.into_iter().flat_map(|c| c.remedies.iter().map(|s| (*s).to_owned())))
+                .chain(
+                    cause
+                        .into_iter()
+                        .flat_map(|c| c.remedies.iter().map(|s| (*s).to_owned())),
+                )
                 .collect(),
             confirm_with: cause
                 .map(|c| c.confirm_with.iter().map(|s| (*s).to_owned()).collect())

@@ -256,9 +256,19 @@ impl Session {
         }
         if let Some(n) = self.nla_report() {
             return match d.cause {
-                "credssp.proxy_refused" => format!("rdpdiag refused the client's NLA logon before asking the host: the client's credentials are not those of {} given to rdpdiag; the host is not at fault", n.account),
-                "credssp.failed" | "early_auth.denied" => format!("NLA was brokered in clear: the host itself refused {}'s logon ({}); this is the host's own CredSSP verdict", n.account, d.summary),
-                _ => format!("NLA was brokered in clear: the host accepted {}'s logon and the connection reached the {} phase", n.account, self.phase.title()),
+                "credssp.proxy_refused" => format!(
+                    "rdpdiag refused the client's NLA logon before asking the host: the client's credentials are not those of {} given to rdpdiag; the host is not at fault",
+                    n.account
+                ),
+                "credssp.failed" | "early_auth.denied" => format!(
+                    "NLA was brokered in clear: the host itself refused {}'s logon ({}); this is the host's own CredSSP verdict",
+                    n.account, d.summary
+                ),
+                _ => format!(
+                    "NLA was brokered in clear: the host accepted {}'s logon and the connection reached the {} phase",
+                    n.account,
+                    self.phase.title()
+                ),
             };
         }
         let problems = self.cert_problems();

@@ -183,6 +183,23 @@ impl Session {
         if t.tsrequests.iter().any(|r| r.3.error_code.is_some()) {
             return None;
         }
+        // Both legs through CredSSP, then a close before MCS: not a CredSSP failure.
+        if n.report.host_leg.result.starts_with("accepted")
+            && self.mcs.initial.is_none()
+            && t.eua.is_none_or(|e| e.2 == 0)
+            && let Some((side, kind, _)) = self.first_close()
+        {
+            return Some(self.draft(
+                "closed_early",
+                Outcome::Failed,
+                format!(
+                    "NLA succeeded on both legs (the host accepted {}'s credentials); then the {} closed ({}) before the MCS Connect-Initial",
+                    n.report.account,
+                    side.name(),
+                    kind.name().to_uppercase()
+                ),
+            ));
+        }
         // The host closed right after rdpdiag's AUTHENTICATE (H3), with no errorCode.
         let last = t.tsrequests.last()?;
         let (side, kind, _) = self.first_close()?;
@@ -213,5 +230,4 @@ impl Session {
         ));
         Some(d)
     }
-
 }
