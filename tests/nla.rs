@@ -470,3 +470,102 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The CLI: the password from a file (never argv), trace logging on, JSON out; neither output
+/// holds the password, and the verdict carries the NLA section.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_takes_the_password_from_a_file_and_never_prints_it() {
+    use tokio::io::AsyncBufReadExt;
+    let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = host.local_addr().unwrap();
+    let host_task = tokio::spawn(nla_host(host, HostMode::Accept, 2));
+    let dir = tempfile::tempdir().unwrap();
+    let pw_file = dir.path().join("pw");
+    std::fs::write(&pw_file, format!("{PASSWORD}\n")).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rdpdiag"))
+        .args(["proxy", "--listen", "127.0.0.1:0", "--target"])
+        .arg(target.to_string())
+        .args(["--fresh-cert", "--nla-user", USER, "--nla-password-file"])
+        .arg(&pw_file)
+        .args(["--json", "--max-connections", "1"])
+        .env("RUST_LOG", "trace")
+        .env_remove(rdpdiag::cli::proxy::PASSWORD_ENV)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut err_text = String::new();
+    let addr: SocketAddr = loop {
+        let line = tokio::time::timeout(GUARD, stderr.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the proxy exited before listening");
+        err_text.push_str(&line);
+        err_text.push('\n');
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split(',').next().unwrap().parse().unwrap();
+        }
+    };
+    let end = nla_client(addr, USER, PASSWORD, 0x3).await;
+    assert_eq!(
+        end,
+        ClientEnd::Relayed(fixture("zeek_proprietary_connect_response.bin"))
+    );
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(GUARD, stderr.next_line()).await {
+        err_text.push_str(&line);
+        err_text.push('\n');
+    }
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    // Exit 1: the connection's verdict is not healthy (the client left after the MCS
+    // Connect-Response); 0 would say healthy, 2 a usage error.
+    let status = tokio::time::timeout(GUARD, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{err_text}\n{out}");
+    host_task.await.unwrap();
+    assert!(
+        err_text.contains("TRACE") || err_text.contains("DEBUG"),
+        "{err_text}"
+    );
+    assert!(out.contains("\"nla\""), "{out}");
+    assert!(out.contains("\"account\":\"test\""), "{out}");
+    for (name, text) in [("stdout", &out), ("stderr", &err_text)] {
+        assert!(!text.contains(PASSWORD), "the password is in {name}");
+    }
+}
+
+/// No way to put the password on the command line; --nla-user needs --fresh-cert.
+#[test]
+fn cli_refuses_a_password_argument_and_nla_user_alone() {
+    let bin = env!("CARGO_BIN_EXE_rdpdiag");
+    let run = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
+    let o = run(&[
+        "proxy",
+        "--target",
+        "h",
+        "--fresh-cert",
+        "--nla-user",
+        "u",
+        "--nla-password",
+        "x",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--nla-password"));
+    let o = run(&["proxy", "--target", "h", "--nla-user", "u"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--fresh-cert"),
+        "{o:?}"
+    );
+}
