@@ -90,6 +90,7 @@ cause_tests! {
     tls_no_common_cipher => "tls.no_common_cipher",
     tls_client_rejected_certificate => "tls.client_rejected_certificate",
     credssp_failed => "credssp.failed",
+    credssp_proxy_refused => "credssp.proxy_refused",
     early_auth_denied => "early_auth.denied",
     rdp_security_encryption_mismatch => "rdp_security.encryption_mismatch",
     stall => "stall",

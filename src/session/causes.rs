@@ -272,7 +272,7 @@ pub static CAUSES: &[Cause] = &[
             "On the host: Test-ComputerSecureChannel -Repair; w32tm /resync",
         ],
         confirm_with: &[
-            "rdpdiag proxy --fresh-cert (read the CredSSP errorCode)",
+            "rdpdiag proxy --fresh-cert --nla-user USER (NLA kept: read the host's own errorCode in clear)",
             "rdpdiag proxy --security tls (the same user without NLA)",
         ],
     },
@@ -303,7 +303,7 @@ pub static CAUSES: &[Cause] = &[
             "Fix the user-rights GPO, then gpupdate /force",
         ],
         confirm_with: &[
-            "rdpdiag proxy --fresh-cert (read the result)",
+            "rdpdiag proxy --fresh-cert --nla-user USER (read the result in clear)",
             "rdpdiag proxy --security nla",
         ],
     },

@@ -92,6 +92,9 @@ pub struct ClientConfig {
     /// Longest wait for the host's next bytes.
     pub read_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Real CredSSP (NTLMv2, `nla::credssp`) logging on as (user, password) instead of sized
+    /// stand-ins: for `proxy --nla-user`.
+    pub nla_logon: Option<(&'static str, &'static str)>,
 }
 
 impl Default for ClientConfig {
@@ -109,6 +112,7 @@ impl Default for ClientConfig {
             hold: Duration::from_millis(50),
             read_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            nla_logon: None,
         }
     }
 }
@@ -324,19 +328,27 @@ async fn play(
 
     if selected.uses_credssp() {
         out.reached = Phase::Credssp;
-        let s = &cfg.sizes;
-        ch.send(&pdus::ts_request(TsField::NegoToken(1), s.c1))
-            .await?;
-        ch.recv_der().await?;
-        ch.send(&pdus::ts_request(TsField::NegoToken(3), s.c2))
-            .await?;
-        let s2 = ch.recv_der().await?;
-        if let Some(code) = ts_error_code(&s2) {
-            ch.await_peer_close().await;
-            ch.close(CloseStyle::CloseNotifyFin).await;
-            return Ok(ClientEnd::CredsspError(code));
+        if let Some(logon) = cfg.nla_logon {
+            if let Some(code) = real_credssp(ch, logon).await? {
+                ch.await_peer_close().await;
+                ch.close(CloseStyle::CloseNotifyFin).await;
+                return Ok(ClientEnd::CredsspError(code));
+            }
+        } else {
+            let s = &cfg.sizes;
+            ch.send(&pdus::ts_request(TsField::NegoToken(1), s.c1))
+                .await?;
+            ch.recv_der().await?;
+            ch.send(&pdus::ts_request(TsField::NegoToken(3), s.c2))
+                .await?;
+            let s2 = ch.recv_der().await?;
+            if let Some(code) = ts_error_code(&s2) {
+                ch.await_peer_close().await;
+                ch.close(CloseStyle::CloseNotifyFin).await;
+                return Ok(ClientEnd::CredsspError(code));
+            }
+            ch.send(&pdus::ts_request(TsField::AuthInfo, s.c3)).await?;
         }
-        ch.send(&pdus::ts_request(TsField::AuthInfo, s.c3)).await?;
         if selected.contains(Protocols::HYBRID_EX) {
             out.reached = Phase::EarlyUserAuth;
             let r = ch.recv_exact(4).await?;
@@ -486,6 +498,46 @@ fn scan_flight(hs: &[u8]) -> (bool, bool) {
 }
 
 /// errorCode `[4]` of a TSRequest, if present (a tiny S2 from a Windows host).
+/// The client's CredSSP with real NTLMv2 (`nla::credssp`), bound to the certificate the TLS
+/// peer presented. `Some(code)`: the server answered with an errorCode.
+async fn real_credssp(
+    ch: &mut Chan,
+    (user, password): (&'static str, &'static str),
+) -> Result<Option<u32>, Stop> {
+    use crate::nla::credssp::{HostLeg, subject_public_key};
+    use crate::nla::ntlm::Credentials;
+    use crate::wire::credssp as ts;
+    let bad = |e: &dyn std::fmt::Display| Stop::Unexpected(format!("CredSSP: {e}"));
+    let read = |raw: Vec<u8>| match ts::decode(&raw) {
+        Ok(Some((t, _))) => Ok(t),
+        _ => Err(Stop::Unexpected("undecodable TSRequest".to_owned())),
+    };
+    let key = ch
+        .tls()
+        .and_then(|c| c.peer_certificates())
+        .and_then(|c| c.first())
+        .and_then(|c| subject_public_key(c))
+        .unwrap_or_default();
+    let creds = Credentials::new(user, password.to_owned());
+    let mut leg = HostLeg::new(6, key, [0x11; 32]);
+    ch.send(&ts::encode(&leg.negotiate())).await?;
+    let s1 = read(ch.recv_der().await?)?;
+    if let Some(code) = s1.error_code {
+        return Ok(Some(code));
+    }
+    let c2 = leg
+        .on_challenge(&s1, &creds, 0, [0x22; 8], [0x33; 16], "SIMCLIENT")
+        .map_err(|e| bad(&e))?;
+    ch.send(&ts::encode(&c2)).await?;
+    let s2 = read(ch.recv_der().await?)?;
+    if let Some(code) = s2.error_code {
+        return Ok(Some(code));
+    }
+    let c3 = leg.on_pubkey_reply(&s2, &creds).map_err(|e| bad(&e))?;
+    ch.send(&ts::encode(&c3)).await?;
+    Ok(None)
+}
+
 fn ts_error_code(ts: &[u8]) -> Option<u32> {
     let at = ts.windows(3).position(|w| w == [0xa4, 0x06, 0x02])?;
     let b = ts.get(at + 4..at + 8)?;

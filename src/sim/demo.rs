@@ -147,6 +147,17 @@ async fn run_one_inner(s: &Scenario) -> Result<DemoRun, DemoError> {
     cfg.connect_timeout = s.proxy_connect_timeout.unwrap_or(DEFAULT_CONNECT);
     cfg.stall_timeout = s.proxy_stall_timeout.unwrap_or(DEFAULT_STALL);
     cfg.max_connections = Some(1);
+    if let Some((user, password)) = s.proxy_nla {
+        let issued = crate::tls::cert::fresh("127.0.0.1", None)
+            .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        cfg.fresh_cert = Some(crate::relay::FreshCertConfig {
+            issued: std::sync::Arc::new(issued),
+            nla: Some(std::sync::Arc::new(crate::nla::ntlm::Credentials::new(
+                user,
+                password.to_owned(),
+            ))),
+        });
+    }
     if cfg.session.now_unix.is_none() {
         // The verdict judges certificate validity against this (the core has no clock).
         cfg.session.now_unix = std::time::SystemTime::now()

@@ -144,6 +144,10 @@ pub struct HostConfig {
     pub read_timeout: Duration,
     /// Stop accepting after this many connections and return their logs (None: forever).
     pub max_connections: Option<usize>,
+    /// Real CredSSP (NTLMv2, `nla::credssp`) with this account (user, password) instead of
+    /// sized stand-ins: for `proxy --nla-user`. A wrong logon gets errorCode
+    /// STATUS_LOGON_FAILURE, as Windows sends it.
+    pub nla_account: Option<(&'static str, &'static str)>,
 }
 
 impl Default for HostConfig {
@@ -162,6 +166,7 @@ impl Default for HostConfig {
             active_rounds: 12,
             read_timeout: Duration::from_secs(30),
             max_connections: None,
+            nla_account: None,
         }
     }
 }
@@ -424,7 +429,14 @@ async fn serve_inner(ch: &mut Chan, p: &Prepared, log: &mut Log) -> Result<(), S
 
     if selected.uses_credssp() {
         log.phase(Phase::Credssp);
-        if let Some(how) = credssp(ch, cfg, log).await? {
+        let how = match (cfg.nla_account, &cfg.tls) {
+            (Some(account), HostTls::Serve(t)) => {
+                let cert = t.cert.resolve(p.pki);
+                real_credssp(ch, cfg, &cert.der, account, log).await?
+            }
+            _ => credssp(ch, cfg, log).await?,
+        };
+        if let Some(how) = how {
             return finish(ch, log, how, "closed during CredSSP").await;
         }
         if selected.contains(Protocols::HYBRID_EX) {
@@ -477,6 +489,66 @@ async fn credssp(
     if let Some(f) = fail(CredsspStep::AfterC3) {
         return fail_credssp(ch, f).await;
     }
+    Ok(None)
+}
+
+/// The host's CredSSP with real NTLMv2 (`nla::credssp`, rdpdiag's own legs): names itself
+/// SIMHOST, checks the client's logon against `account`.
+async fn real_credssp(
+    ch: &mut Chan,
+    cfg: &HostConfig,
+    cert_der: &[u8],
+    (user, password): (&'static str, &'static str),
+    log: &mut Log,
+) -> Result<Option<CloseStyle>, Stop> {
+    use crate::nla::credssp::{ClientLeg, subject_public_key};
+    use crate::nla::ntlm::{Credentials, ServerIdentity};
+    use crate::wire::credssp as ts;
+    let fail = |step: CredsspStep| cfg.credssp_failure.filter(|f| f.after == step);
+    let bad = |e: &dyn std::fmt::Display| Stop::Unexpected(format!("CredSSP: {e}"));
+    let read = |raw: Vec<u8>| match ts::decode(&raw) {
+        Ok(Some((t, _))) => Ok(t),
+        _ => Err(Stop::Unexpected("undecodable TSRequest".to_owned())),
+    };
+    let creds = Credentials::new(user, password.to_owned());
+    let mut leg = ClientLeg::new(subject_public_key(cert_der).unwrap_or_default());
+    let c1 = read(ch.recv_der().await?)?;
+    log.step("got C1 (NEGOTIATE)");
+    if let Some(f) = fail(CredsspStep::AfterC1) {
+        return fail_credssp(ch, f).await;
+    }
+    let negotiate = leg.on_negotiate(&c1).map_err(|e| bad(&e))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| (d.as_secs() + 11_644_473_600) * 10_000_000);
+    let id = ServerIdentity {
+        nb_domain: "SIMHOST".to_owned(),
+        nb_computer: "SIMHOST".to_owned(),
+        dns_domain: "simhost".to_owned(),
+        dns_computer: "simhost".to_owned(),
+    };
+    let challenge = leg
+        .challenge(&negotiate, [0x5a; 8], now, &id)
+        .map_err(|e| bad(&e))?;
+    ch.send(&ts::encode(&challenge)).await?;
+    let c2 = read(ch.recv_der().await?)?;
+    log.step("got C2 (AUTHENTICATE)");
+    if let Some(f) = fail(CredsspStep::AfterC2) {
+        return fail_credssp(ch, f).await;
+    }
+    if let Err(e) = leg.on_authenticate(&c2, &creds) {
+        log.step(format!("refused the logon: {e}"));
+        ch.send(&ts_error(0xC000_006D)).await?;
+        return Ok(Some(CloseStyle::CloseNotifyFin));
+    }
+    ch.send(&ts::encode(&leg.pubkey_reply().map_err(|e| bad(&e))?))
+        .await?;
+    let c3 = read(ch.recv_der().await?)?;
+    log.step("got C3 (TSCredentials)");
+    if let Some(f) = fail(CredsspStep::AfterC3) {
+        return fail_credssp(ch, f).await;
+    }
+    leg.on_credentials(&c3, &creds).map_err(|e| bad(&e))?;
     Ok(None)
 }
 

@@ -56,6 +56,9 @@ pub struct Scenario {
     /// The proxy's connect timeout for this scenario (None: the proxy default).
     pub proxy_connect_timeout: Option<Duration>,
     pub target_override: Option<TargetOverride>,
+    /// `proxy --fresh-cert --nla-user`: rdpdiag brokers CredSSP with this account (user,
+    /// password); the client then sees rdpdiag's fresh certificate.
+    pub proxy_nla: Option<(&'static str, &'static str)>,
     pub expect: Expect,
 }
 
@@ -78,6 +81,7 @@ fn base(name: &'static str, row: u8, description: &'static str, exp: Expect) -> 
         proxy_stall_timeout: None,
         proxy_connect_timeout: None,
         target_override: None,
+        proxy_nla: None,
         expect: exp,
     }
 }
@@ -460,6 +464,50 @@ pub fn all() -> Vec<Scenario> {
         close: CloseStyle::CloseNotifyFin,
     });
     v.push(s);
+
+    // Row 8 through `proxy --fresh-cert --nla-user`: rdpdiag is the CredSSP endpoint on both
+    // legs (real NTLMv2 on every leg), so the host's own verdict is read in clear.
+    let nla = |name, description, exp, proxy_pw: &'static str, client_pw: &'static str| {
+        let mut s = base(name, 8, description, exp);
+        s.host.nla_account = Some(("alice", "Right-Passw0rd"));
+        s.proxy_nla = Some(("alice", proxy_pw));
+        s.client.nla_logon = Some(("alice", client_pw));
+        s
+    };
+    v.push(nla(
+        "nla-user-healthy",
+        "--nla-user: rdpdiag accepts the client's NTLMv2 logon, logs on to the host with the same account, forwards the TSCredentials and relays the session",
+        expect("healthy", Phase::Active, Side::Client, None),
+        "Right-Passw0rd",
+        "Right-Passw0rd",
+    ));
+    v.push(nla(
+        "nla-user-wrong-password",
+        "--nla-user with a password the host refuses (the client typed the same): the host's own errorCode STATUS_LOGON_FAILURE, read in clear and passed on to the client",
+        expect("credssp.failed", Phase::Credssp, Side::Host, None),
+        "Wrong-Passw0rd",
+        "Wrong-Passw0rd",
+    ));
+    let mut s = nla(
+        "nla-user-password-expired",
+        "--nla-user: the credentials are right but the host answers STATUS_PASSWORD_EXPIRED: change it on another path",
+        expect("credssp.failed", Phase::Credssp, Side::Host, None),
+        "Right-Passw0rd",
+        "Right-Passw0rd",
+    );
+    s.host.credssp_failure = Some(CredsspFailure {
+        after: CredsspStep::AfterC2,
+        error_code: Some(0xc000_0071),
+        close: CloseStyle::CloseNotifyFin,
+    });
+    v.push(s);
+    v.push(nla(
+        "nla-user-proxy-refused",
+        "--nla-user: the client's password is not the one rdpdiag was given: rdpdiag refuses it (STATUS_LOGON_FAILURE toward the client) and says it was rdpdiag, not the host",
+        expect("credssp.proxy_refused", Phase::Credssp, Side::Proxy, None),
+        "Right-Passw0rd",
+        "typo-Passw0rd",
+    ));
 
     // Row 9: Early User Authorization denied.
     let mut s = base(

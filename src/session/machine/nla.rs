@@ -109,6 +109,11 @@ impl Session {
         );
         if let Some(n) = &mut self.nla {
             n.report.client_leg.result = format!("refused by rdpdiag: {reason}");
+            if n.report.host_leg.result == "in progress" {
+                n.report.host_leg.result =
+                    "abandoned after the CHALLENGE: rdpdiag never sent the host these credentials"
+                        .to_owned();
+            }
             n.refused = Some((reason, at));
         }
     }
