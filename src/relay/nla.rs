@@ -434,7 +434,15 @@ async fn host_ended<C: AsyncWrite + Unpin>(
     e: ReadEnd,
 ) -> Option<Brokered> {
     match e {
-        ReadEnd::Closed(kind) => x.close(Side::Host, kind),
+        ReadEnd::Closed(kind) => {
+            x.session.nla_update(|r| {
+                r.host_leg.result = format!(
+                    "the host closed ({}) without an errorCode",
+                    kind.name().to_uppercase()
+                );
+            });
+            x.close(Side::Host, kind);
+        }
         ReadEnd::Timeout => {
             x.session.nla_host_problem(
                 "no TSRequest from the host before the stall timeout".to_owned(),

@@ -261,8 +261,17 @@ impl Session {
                     n.account
                 ),
                 "credssp.failed" | "early_auth.denied" => format!(
-                    "NLA was brokered in clear: the host itself refused {}'s logon ({}); this is the host's own CredSSP verdict",
-                    n.account, d.summary
+                    "NLA was brokered in clear: the host itself refused {}'s logon ({}); this is the host's own verdict, not the certificate's nor rdpdiag's",
+                    n.account,
+                    n.host_leg
+                        .error_code
+                        .clone()
+                        .or_else(|| n
+                            .host_leg
+                            .early_user_auth
+                            .clone()
+                            .map(|e| format!("Early User Authorization {e}")))
+                        .unwrap_or_else(|| "it closed without an errorCode".to_owned())
                 ),
                 _ => format!(
                     "NLA was brokered in clear: the host accepted {}'s logon and the connection reached the {} phase",
