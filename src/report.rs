@@ -194,7 +194,7 @@ fn fact_lines(v: &Verdict) -> Vec<String> {
 }
 
 /// One CredSSP leg in a line: `CredSSP v6; NTLM 0x...; ...; result`.
-fn nla_leg(l: &crate::session::NlaLeg) -> String {
+pub(crate) fn nla_leg(l: &crate::session::NlaLeg) -> String {
     let mut parts = Vec::new();
     if let Some(v) = l.credssp_version {
         parts.push(format!("CredSSP v{v}"));

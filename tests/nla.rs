@@ -454,6 +454,18 @@ async fn password_never_appears_in_reports_or_traces() {
             );
         }
     }
+    let html: Vec<String> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.ends_with("report.html"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(html.len(), 3);
+    assert!(
+        html.iter()
+            .any(|h| h.contains("host leg (rdpdiag as CredSSP client)")
+                && h.contains("STATUS_PASSWORD_EXPIRED")),
+        "no report.html shows the host leg's errorCode"
+    );
     let listing: Vec<_> = walk(dir.path());
     assert!(files >= 15, "only {files} files recorded: {listing:?}");
 }

@@ -383,6 +383,40 @@ pub fn render(b: &Bundle<'_>) -> String {
         h.push_str("</table></section>\n");
     }
 
+    if let Some(x) = &v.experiment {
+        h.push_str("<section id=\"experiment\"><h2>Experiment</h2><table>\n");
+        let mut rows: Vec<(String, String)> = vec![("kind".to_owned(), x.kind.clone())];
+        if let Some(o) = &x.offered_original {
+            rows.push(("client offered".to_owned(), o.clone()));
+        }
+        if let Some(r) = &x.offered_rewritten {
+            rows.push(("rdpdiag offered".to_owned(), r.clone()));
+        }
+        if let Some(sel) = &x.host_selected {
+            rows.push(("host selected".to_owned(), sel.clone()));
+        }
+        rows.push(("got to".to_owned(), x.phase_reached.title().to_owned()));
+        for n in &x.notes {
+            rows.push(("note".to_owned(), n.clone()));
+        }
+        if let Some(n) = &x.nla {
+            rows.push(("NLA account".to_owned(), n.account.clone()));
+            rows.push((
+                "client leg (rdpdiag as CredSSP server)".to_owned(),
+                crate::report::nla_leg(&n.client_leg),
+            ));
+            rows.push((
+                "host leg (rdpdiag as CredSSP client)".to_owned(),
+                crate::report::nla_leg(&n.host_leg),
+            ));
+        }
+        rows.push(("conclusion".to_owned(), x.conclusion.clone()));
+        for (k, val) in rows {
+            writeln!(h, "<tr><th>{}</th><td>{}</td></tr>", txt(&k), txt(&val)).ok();
+        }
+        h.push_str("</table></section>\n");
+    }
+
     let certs = certificate_summaries(b);
     if !certs.is_empty() {
         h.push_str("<section id=\"certificates\"><h2>Host certificate</h2>\n");
