@@ -581,3 +581,107 @@ fn cli_refuses_a_password_argument_and_nla_user_alone() {
         "{o:?}"
     );
 }
+
+/// Garbage, a lying length and a vanishing peer during the brokered CredSSP: a clear verdict,
+/// no hang, no panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_credssp_peers_get_a_clear_verdict() {
+    // The client: after TLS, a TSRequest whose length claims 4 GiB, then garbage.
+    for junk in [
+        vec![0x30, 0x84, 0xff, 0xff, 0xff, 0xff, 0xa0, 0x03],
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+    ] {
+        let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = host.local_addr().unwrap();
+        let host_task = tokio::spawn(nla_host(host, HostMode::Accept, 2));
+        let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), target.to_string());
+        cfg.fresh_cert = Some(FreshCertConfig {
+            issued: Arc::new(fresh("127.0.0.1", None).unwrap()),
+            nla: Some(Arc::new(Credentials::new(USER, PASSWORD.to_owned()))),
+        });
+        cfg.max_connections = Some(1);
+        let p = Proxy::bind(cfg).await.unwrap();
+        let addr = p.local_addr();
+        let (tx, mut rx) = mpsc::channel(4);
+        tokio::spawn(p.run(tx, std::future::pending()));
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&cr(3)).await.unwrap();
+        read_tpkt(&mut s).await;
+        let verifier = Arc::new(RecordingVerifier::new(rdpdiag::tls::provider()));
+        let tcfg = rdpdiag::relay::host_leg_config(verifier, None).unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(tcfg))
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), s)
+            .await
+            .unwrap();
+        tls.write_all(&junk).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(GUARD, tls.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .ok();
+        let r = tokio::time::timeout(GUARD, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let v = &r.verdict;
+        let text = render_text(&r);
+        assert_eq!(v.cause, "credssp.proxy_refused", "{text}");
+        assert!(v.summary.contains("undecodable TSRequest"), "{text}");
+        assert_eq!(v.closed_by, Some(Side::Proxy), "{text}");
+        // The host never got a TSRequest.
+        assert_eq!(host_task.await.unwrap().tsrequests, 0);
+    }
+}
+
+/// The host vanishes right after rdpdiag's NEGOTIATE: the host closed during CredSSP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_vanishes_mid_credssp_is_named() {
+    let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = host.local_addr().unwrap();
+    let host_task = tokio::spawn(async move {
+        let pki = rdpdiag::sim::certs::pki().unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(rdpdiag::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(pki.good.chain(), pki.good.key())
+            .unwrap();
+        let (mut s, _) = host.accept().await.unwrap();
+        read_tpkt(&mut s).await;
+        s.write_all(&cc(2)).await.unwrap();
+        let mut tls = tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+            .accept(s)
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        read_ts(&mut tls, &mut buf).await.unwrap();
+        // Gone without a word: a reset.
+        let (tcp, _) = tls.into_inner();
+        tcp.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(tcp);
+    });
+    let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), target.to_string());
+    cfg.fresh_cert = Some(FreshCertConfig {
+        issued: Arc::new(fresh("127.0.0.1", None).unwrap()),
+        nla: Some(Arc::new(Credentials::new(USER, PASSWORD.to_owned()))),
+    });
+    cfg.max_connections = Some(1);
+    let p = Proxy::bind(cfg).await.unwrap();
+    let addr = p.local_addr();
+    let (tx, mut rx) = mpsc::channel(4);
+    tokio::spawn(p.run(tx, std::future::pending()));
+    let end = tokio::time::timeout(GUARD, nla_client(addr, USER, PASSWORD, 3))
+        .await
+        .unwrap();
+    assert_eq!(end, ClientEnd::Closed);
+    host_task.await.unwrap();
+    let r = tokio::time::timeout(GUARD, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = render_text(&r);
+    assert_eq!(r.verdict.cause, "credssp.failed", "{text}");
+    assert_eq!(r.verdict.closed_by, Some(Side::Host), "{text}");
+    assert!(r.verdict.summary.contains("during CredSSP"), "{text}");
+}

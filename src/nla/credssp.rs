@@ -534,4 +534,27 @@ mod tests {
         assert_eq!(d.password_matches, Some(false));
         assert!(decode_credentials(&[0x30, 0x05, 0xa0], &creds).is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever a peer sends, the legs answer with an error, never a panic.
+        #[test]
+        fn arbitrary_tokens_never_panic(token in proptest::collection::vec(proptest::num::u8::ANY, 0..600), prefix in proptest::bool::ANY) {
+            let mut t = if prefix { b"NTLMSSP\0".to_vec() } else { Vec::new() };
+            t.extend_from_slice(&token);
+            let creds = Credentials::new("u", "p".to_owned());
+            let mut server = ClientLeg::new(vec![1]);
+            let ts = TsRequest::with_token(6, t.clone());
+            if let Ok(neg) = server.on_negotiate(&ts)
+                && server.challenge(&neg, [1; 8], 0, &id()).is_ok()
+            {
+                let _ = server.on_authenticate(&ts, &creds);
+            }
+            let _ = ntlm::Server::logon(&t);
+            let _ = ntlm::av_pairs(&t);
+            let _ = decode_credentials(&t, &creds);
+            let mut host = HostLeg::new(6, vec![1], [0; 32]);
+            let _ = host.on_challenge(&ts, &creds, 0, [0; 8], [0; 16], "");
+            let _ = host.on_pubkey_reply(&TsRequest { pub_key_auth: Some(t), ..TsRequest::default() }, &creds);
+        }
+    }
 }

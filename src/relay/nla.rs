@@ -64,6 +64,21 @@ impl Reader {
                 Ok(_) => {}
                 Err(e) => return Err(ReadEnd::Malformed(format!("not a TSRequest: {e}"))),
             }
+            if let Some(&b) = self.buf.first()
+                && b != 0x30
+            {
+                return Err(ReadEnd::Malformed(format!(
+                    "not a TSRequest: it starts with {b:#04x}, not a DER SEQUENCE (0x30)"
+                )));
+            }
+            // A length field that lies: say so now rather than wait for bytes never sent.
+            if let Ok(Some((_, header, value))) = wire::read_header(&self.buf, 0)
+                && header.saturating_add(value) > MAX_TSREQUEST
+            {
+                return Err(ReadEnd::Malformed(format!(
+                    "a TSRequest whose length field says {value} bytes (more than {MAX_TSREQUEST})"
+                )));
+            }
             if self.buf.len() > MAX_TSREQUEST {
                 return Err(ReadEnd::Malformed("TSRequest too long".to_owned()));
             }
