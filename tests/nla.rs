@@ -658,7 +658,7 @@ async fn a_host_that_vanishes_mid_credssp_is_named() {
         read_ts(&mut tls, &mut buf).await.unwrap();
         // Gone without a word: a reset.
         let (tcp, _) = tls.into_inner();
-        tcp.set_linger(Some(Duration::ZERO)).unwrap();
+        tcp.set_zero_linger().unwrap();
         drop(tcp);
     });
     let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), target.to_string());
