@@ -166,6 +166,13 @@ async fn every_scenario_plays_out_between_the_peers() {
             }
             "nla-wrong-password" => c.end == ClientEnd::PeerClosed(PeerClose::CloseNotify),
             "nla-logon-failure-error-code" => c.end == ClientEnd::CredsspError(0xc000_006d),
+            // Straight to the host (no rdpdiag in between), real NTLMv2: the host judges the
+            // client's own password.
+            "nla-user-healthy" => c.end == ClientEnd::Completed,
+            "nla-user-wrong-password" | "nla-user-proxy-refused" => {
+                c.end == ClientEnd::CredsspError(0xc000_006d)
+            }
+            "nla-user-password-expired" => c.end == ClientEnd::CredsspError(0xc000_0071),
             "early-auth-denied" => c.end == ClientEnd::EarlyAuthDenied(5),
             "rdp-encryption-fips-vs-128" => matches!(
                 c.end,
