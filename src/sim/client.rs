@@ -237,6 +237,11 @@ pub async fn run(cfg: ClientConfig, addr: SocketAddr) -> ClientOutcome {
     out.end = match play(&mut ch, &cfg, &mut out).await {
         Ok(end) => end,
         Err(stop) => {
+            if matches!(stop, Stop::Unexpected(_)) {
+                // Something that is not RDP: read on until the peer ends (as mstsc does), so
+                // who closes first does not depend on scheduling.
+                ch.await_peer_close().await;
+            }
             let end = end_of(stop);
             // Whatever happened, end our side politely (a reset peer makes this a no-op).
             ch.close(CloseStyle::Fin).await;
