@@ -241,6 +241,12 @@ impl HostLeg {
         }
     }
 
+    /// `TERMSRV/host` in the AUTHENTICATE (MsvAvTargetName), as mstsc sends it.
+    pub fn with_target_name(mut self, spn: &str) -> Self {
+        self.ntlm = std::mem::take(&mut self.ntlm).with_target_name(spn);
+        self
+    }
+
     /// H1: the NEGOTIATE.
     pub fn negotiate(&self) -> TsRequest {
         TsRequest::with_token(self.version, self.ntlm.negotiate().to_vec())
@@ -462,7 +468,7 @@ mod tests {
         for v in 2..=6 {
             let key = b"\x30\x0a fake rsa public key".to_vec();
             let creds = Credentials::new("CORP\\alice", "S3cret!".to_owned());
-            let mut host = HostLeg::new(v, key.clone(), [7; 32]);
+            let mut host = HostLeg::new(v, key.clone(), [7; 32]).with_target_name("TERMSRV/host");
             let mut server = ClientLeg::new(key.clone());
             let h1 = wire::encode(&host.negotiate());
             let (h1, _) = wire::decode(&h1).unwrap().unwrap();

@@ -421,6 +421,8 @@ pub struct Authenticated {
 #[derive(Debug)]
 pub struct Client {
     negotiate: Vec<u8>,
+    /// MsvAvTargetName for the AUTHENTICATE (`TERMSRV/host`, as mstsc sends it).
+    target_name: Option<String>,
 }
 
 impl Default for Client {
@@ -433,7 +435,15 @@ impl Client {
     pub fn new() -> Self {
         Self {
             negotiate: wire::encode_negotiate(F(CLIENT_FLAGS), Some(OUR_VERSION)),
+            target_name: None,
         }
+    }
+
+    /// Names the service in the AUTHENTICATE's MsvAvTargetName (`TERMSRV/host`): hosts that
+    /// validate SPNs see what mstsc would send.
+    pub fn with_target_name(mut self, spn: &str) -> Self {
+        self.target_name = Some(spn.to_owned());
+        self
     }
 
     /// The NEGOTIATE_MESSAGE.
@@ -468,6 +478,11 @@ impl Client {
                     *v = (f | AV_FLAG_MIC).to_le_bytes().to_vec();
                 }
                 None => pairs.push((6, AV_FLAG_MIC.to_le_bytes().to_vec())),
+            }
+            if let Some(spn) = &self.target_name
+                && !pairs.iter().any(|(id, _)| *id == 9)
+            {
+                pairs.push((9, utf16le(spn)));
             }
         }
         let time = timestamp.unwrap_or(now);

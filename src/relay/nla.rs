@@ -173,6 +173,7 @@ pub(super) async fn broker<C, H>(
     client: &mut C,
     host: &mut H,
     creds: &Credentials,
+    target: &str,
     (our_key, host_key): (Vec<u8>, Vec<u8>),
     session: &mut Session,
     clock: Clock,
@@ -218,7 +219,8 @@ where
     });
 
     // H1 → H2: rdpdiag's NEGOTIATE to the host with the client's CredSSP version.
-    let mut hleg = HostLeg::new(c1.version, host_key, random());
+    let mut hleg =
+        HostLeg::new(c1.version, host_key, random()).with_target_name(&format!("TERMSRV/{target}"));
     match send(host, &hleg.negotiate()).await {
         Ok(raw) => x.sent_to_host(&raw),
         Err(_) => {

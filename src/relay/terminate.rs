@@ -209,6 +209,7 @@ pub(super) async fn serve(
             &mut client_tls,
             &mut host_tls,
             creds,
+            &ctx.host,
             (our_key, host_key),
             session,
             clock,
