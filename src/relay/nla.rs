@@ -167,14 +167,23 @@ async fn send<W: AsyncWrite + Unpin>(w: &mut W, ts: &TsRequest) -> std::io::Resu
     Ok(raw)
 }
 
+/// What binds each leg: the keys of the two TLS certificates, and the host's name.
+pub(super) struct Ends<'a> {
+    /// SubjectPublicKey of rdpdiag's certificate (the client leg).
+    pub(super) our_key: Vec<u8>,
+    /// SubjectPublicKey of the host's certificate (the host leg).
+    pub(super) host_key: Vec<u8>,
+    /// The target host as given (for `TERMSRV/host`).
+    pub(super) host: &'a str,
+}
+
 /// Runs both CredSSP legs. `None`: the connection ended here (the session knows how).
 #[allow(clippy::too_many_lines)]
 pub(super) async fn broker<C, H>(
     client: &mut C,
     host: &mut H,
     creds: &Credentials,
-    target: &str,
-    (our_key, host_key): (Vec<u8>, Vec<u8>),
+    ends: Ends<'_>,
     session: &mut Session,
     clock: Clock,
     timeout: Duration,
@@ -186,6 +195,11 @@ where
     let mut x = Ctx { session, clock };
     x.session.nla_begin(&creds.display());
     let (mut cr, mut hr) = (Reader::new(), Reader::new());
+    let Ends {
+        our_key,
+        host_key,
+        host: target,
+    } = ends;
     let mut cleg = ClientLeg::new(our_key);
 
     // C1: the client's NEGOTIATE.

@@ -209,8 +209,11 @@ pub(super) async fn serve(
             &mut client_tls,
             &mut host_tls,
             creds,
-            &ctx.host,
-            (our_key, host_key),
+            super::nla::Ends {
+                our_key,
+                host_key,
+                host: &ctx.host,
+            },
             session,
             clock,
             timeout,
