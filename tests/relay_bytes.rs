@@ -160,6 +160,11 @@ const S2C_AFTER_HALF_CLOSE: u64 = 1024 * 1024 + 3;
 /// before it closes too. Hashes must match at both ends, and the report must say who closed
 /// first.
 async fn byte_exact(hot_path: HotPath, inspect_limit: u64) {
+    byte_exact_with(hot_path, inspect_limit, None).await;
+}
+
+/// [`byte_exact`] with a bound on the splice pipes (`Some(0)`: the pool is always exhausted).
+async fn byte_exact_with(hot_path: HotPath, inspect_limit: u64, max_pipes: Option<usize>) {
     let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host_addr = host.local_addr().unwrap();
     let server = tokio::spawn(async move {
@@ -186,6 +191,7 @@ async fn byte_exact(hot_path: HotPath, inspect_limit: u64) {
     let mut h = Harness::start(host_addr, |c| {
         c.hot_path = hot_path;
         c.inspect_limit = inspect_limit;
+        c.max_pipes = max_pipes;
     })
     .await;
     let client = TcpStream::connect(h.addr).await.unwrap();
@@ -236,9 +242,39 @@ async fn byte_exact_hot_path_from_the_start() {
     byte_exact(HotPath::Copy, 0).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_exact_splice_from_the_start() {
+    byte_exact(HotPath::Splice, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_exact_splice_without_pipes_copies() {
+    // No pipe can be had: every read falls back to the user-space buffer.
+    byte_exact_with(HotPath::Splice, 100_000, Some(0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_exact_splice_with_one_pipe_for_two_directions() {
+    // Both directions flow at once and share one pipe: each read splices when the other
+    // direction's pipe is back in the pool and copies when it is not, so the two movers
+    // alternate within one direction, and their bytes must stay in order.
+    byte_exact_with(HotPath::Splice, 100_000, Some(1)).await;
+}
+
 /// Many connections at once, each echoed, each checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_connections_stay_separate() {
+    concurrent_connections(None).await;
+}
+
+/// The same with fewer pipes than directions in flight: pooled pipes go from connection to
+/// connection (never with bytes in them), and reads without a pipe are copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connections_share_an_exhausted_pipe_pool() {
+    concurrent_connections(Some(3)).await;
+}
+
+async fn concurrent_connections(max_pipes: Option<usize>) {
     const N: usize = 40;
     const LEN: u64 = 200_000;
     let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -257,6 +293,7 @@ async fn concurrent_connections_stay_separate() {
         c.max_concurrent = 8;
         c.hot_path = HotPath::Splice;
         c.inspect_limit = 10_000;
+        c.max_pipes = max_pipes;
     })
     .await;
     let mut clients = Vec::new();
@@ -296,12 +333,15 @@ enum Mode {
     Inspecting,
     /// In the hot path from the first byte.
     Hot(HotPath),
+    /// Splicing from the first byte with no pipe to be had: the copy fallback.
+    NoPipes,
 }
 
-const MODES: [Mode; 3] = [
+const MODES: [Mode; 4] = [
     Mode::Inspecting,
     Mode::Hot(HotPath::Copy),
     Mode::Hot(HotPath::Splice),
+    Mode::NoPipes,
 ];
 
 impl Mode {
@@ -311,6 +351,11 @@ impl Mode {
             Mode::Hot(p) => {
                 c.inspect_limit = 0;
                 c.hot_path = p;
+            }
+            Mode::NoPipes => {
+                c.inspect_limit = 0;
+                c.hot_path = HotPath::Splice;
+                c.max_pipes = Some(0);
             }
         }
     }

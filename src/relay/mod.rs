@@ -88,6 +88,11 @@ pub struct ProxyConfig {
     /// even if the session has not said it is done (a safety net for long sessions).
     pub inspect_limit: u64,
     pub hot_path: HotPath,
+    /// Splice pipes that may exist at once, shared by all connections (each direction holds one
+    /// only while bytes are in it); past that, reads are copied. `None`: `max_concurrent`.
+    pub max_pipes: Option<usize>,
+    /// Capacity asked of each splice pipe (see [`DEFAULT_PIPE_SIZE`]).
+    pub pipe_size: usize,
     pub session: SessionConfig,
     /// `--record DIR`: write a trace bundle per connection.
     pub record: Option<tap::RecordConfig>,
@@ -109,12 +114,29 @@ impl ProxyConfig {
             max_concurrent: 256,
             inspect_limit: 1024 * 1024,
             hot_path: HotPath::default(),
+            max_pipes: None,
+            pipe_size: pipe_size_from_env(),
             session: SessionConfig::default(),
             record: None,
             security: None,
             fresh_cert: None,
         }
     }
+}
+
+/// Splice pipe capacity: pipes are pooled and held only while bytes are in them, so a big
+/// pipe costs kernel memory only while it is full; 256 KiB moves a loopback burst in fewer
+/// splices than the kernel's 64 KiB default (figures in README "Performance").
+pub const DEFAULT_PIPE_SIZE: usize = 256 * 1024;
+
+/// [`DEFAULT_PIPE_SIZE`], or `RDPDIAG_PIPE_SIZE` (bytes) when set: a tuning knob for
+/// `benches/relay.rs`, which compares pipe sizes.
+fn pipe_size_from_env() -> usize {
+    std::env::var("RDPDIAG_PIPE_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_PIPE_SIZE)
 }
 
 /// Splits `HOST[:PORT]` (`[v6]:port`, a bare IPv6 address, a name, an IPv4 address).
@@ -216,6 +238,11 @@ impl Proxy {
             cfg: Arc::clone(&self.cfg),
             host: self.host,
             port: self.port,
+            #[cfg(target_os = "linux")]
+            pipes: splice::PipePool::new(
+                self.cfg.max_pipes.unwrap_or(self.cfg.max_concurrent),
+                self.cfg.pipe_size,
+            ),
         });
         let permits = Arc::new(Semaphore::new(self.cfg.max_concurrent.max(1)));
         let limit = self.cfg.max_connections;
@@ -322,6 +349,9 @@ struct ConnCtx {
     cfg: Arc<ProxyConfig>,
     host: String,
     port: u16,
+    /// The splice pipes of every connection.
+    #[cfg(target_os = "linux")]
+    pipes: splice::PipePool,
 }
 
 /// What the listener remembers of a running connection, to report it should its task panic.
@@ -466,7 +496,7 @@ async fn serve(
                         None => false,
                     };
                     if !ended {
-                        hot_path(&mut relay, cfg.hot_path, on_close).await;
+                        hot_path(&mut relay, ctx, on_close).await;
                     }
                 }
             }
@@ -506,14 +536,16 @@ async fn serve(
     report
 }
 
-#[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
-async fn hot_path(relay: &mut Relay, how: HotPath, on_close: impl FnMut(Side, CloseKind)) {
+/// Relays the rest with the configured mover (splice with pooled pipes on Linux, falling back
+/// to copies read by read when no pipe is to be had).
+async fn hot_path(relay: &mut Relay, ctx: &ConnCtx, on_close: impl FnMut(Side, CloseKind)) {
     #[cfg(target_os = "linux")]
-    if how == HotPath::Splice {
-        match splice::Splice::new() {
-            Ok(mut mover) => return pipe::run(relay, &mut mover, on_close).await,
-            Err(e) => tracing::debug!(error = %e, "No pipes for splice; copying"),
-        }
+    if ctx.cfg.hot_path == HotPath::Splice {
+        // The buffers of inspection are not needed once drained: an idle connection holds none.
+        relay.c2s.free_buf();
+        relay.s2c.free_buf();
+        let mut mover = splice::Splice::new(ctx.pipes.clone());
+        return pipe::run(relay, &mut mover, on_close).await;
     }
     pipe::run(relay, &mut pipe::Copying, on_close).await;
 }

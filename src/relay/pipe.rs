@@ -1,6 +1,8 @@
 //! The protocol-blind relay: moves bytes both ways between the client and the host, mirrors
 //! each close (FIN → `shutdown(Write)`, RST → `SO_LINGER 0` + drop) and says, in order, how each
-//! side closed. No decoding, no per-chunk logs or allocations: one reused buffer per direction.
+//! side closed. No decoding, no per-chunk logs or allocations: one reused buffer per direction,
+//! allocated when a copy first needs it (the splice mover frees it once drained, so an idle
+//! spliced connection holds no buffer at all).
 //!
 //! The two directions never wait on each other: one loop waits for whichever socket is ready
 //! (read readiness while a direction's buffer is empty, write readiness while it holds bytes).
@@ -19,7 +21,8 @@ pub(crate) const BUF_SIZE: usize = 64 * 1024;
 /// One direction: bytes taken from its source, not yet delivered to its destination.
 #[derive(Debug)]
 pub(crate) struct Half {
-    buf: Box<[u8]>,
+    /// Empty (no allocation) until a copy needs it, then [`BUF_SIZE`] bytes.
+    buf: Vec<u8>,
     /// `buf[pos..end]` is read and not yet written.
     pos: usize,
     end: usize,
@@ -36,7 +39,7 @@ pub(crate) struct Half {
 impl Half {
     pub(crate) fn new() -> Self {
         Self {
-            buf: vec![0; BUF_SIZE].into_boxed_slice(),
+            buf: Vec::new(),
             pos: 0,
             end: 0,
             queued: 0,
@@ -53,7 +56,23 @@ impl Half {
 
     /// The free tail of the buffer (used to buffer while connecting).
     pub(crate) fn spare(&mut self) -> &mut [u8] {
+        self.alloc();
         self.buf.get_mut(self.end..).unwrap_or(&mut [])
+    }
+
+    fn alloc(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = vec![0; BUF_SIZE];
+        }
+    }
+
+    /// Frees the buffer if it holds nothing (the splice mover needs none).
+    pub(crate) fn free_buf(&mut self) {
+        if self.pos >= self.end && !self.buf.is_empty() {
+            self.buf = Vec::new();
+            self.pos = 0;
+            self.end = 0;
+        }
     }
 
     /// `n` more bytes were put into [`Half::spare`].
@@ -71,6 +90,7 @@ impl Half {
 
     /// Copies from `src` into the (empty) buffer; `Ok(0)` is EOF.
     pub(crate) fn read_from(&mut self, src: &TcpStream) -> io::Result<usize> {
+        self.alloc();
         let n = src.try_read(&mut self.buf)?;
         self.pos = 0;
         self.end = n;
