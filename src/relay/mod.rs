@@ -447,8 +447,18 @@ async fn serve(
             }
             // Both sockets report what crosses them (`tapped.rs`); the tap comes back after.
             let rec = Arc::new(std::sync::Mutex::new(tap.take()));
-            let (c, s, keylog) =
-                rewrite::serve(client, host, c2s, &mut session, clock, ctx, &rec).await;
+            // Boxed: the experiments' TLS state would otherwise size every connection's task
+            // (tokio allocates the largest state of the whole future for each connection).
+            let (c, s, keylog) = Box::pin(rewrite::serve(
+                client,
+                host,
+                c2s,
+                &mut session,
+                clock,
+                ctx,
+                &rec,
+            ))
+            .await;
             tap = tapped::lock(&rec).take();
             bytes = (c, s);
             tls_keylog = keylog;
