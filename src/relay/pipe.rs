@@ -21,11 +21,11 @@ pub(crate) const BUF_SIZE: usize = 64 * 1024;
 /// One direction: bytes taken from its source, not yet delivered to its destination.
 #[derive(Debug)]
 pub(crate) struct Half {
-    /// Empty (no allocation) until a copy needs it, then [`BUF_SIZE`] bytes.
+    /// No allocation until a copy needs one, then [`BUF_SIZE`] bytes of capacity, never zeroed:
+    /// reads fill the spare capacity (`try_read_buf`), so only the pages bytes land on are
+    /// touched. `buf[pos..]` is read and not yet written.
     buf: Vec<u8>,
-    /// `buf[pos..end]` is read and not yet written.
     pos: usize,
-    end: usize,
     /// Bytes a [`Mover`] holds outside `buf` (in a kernel pipe).
     pub(crate) queued: usize,
     /// Bytes delivered to the destination.
@@ -41,7 +41,6 @@ impl Half {
         Self {
             buf: Vec::new(),
             pos: 0,
-            end: 0,
             queued: 0,
             bytes: 0,
             eof: false,
@@ -51,37 +50,37 @@ impl Half {
 
     /// Bytes read and not yet written (after a [`Step::Read`]: exactly the chunk just read).
     pub(crate) fn pending(&self) -> &[u8] {
-        self.buf.get(self.pos..self.end).unwrap_or(&[])
+        self.buf.get(self.pos..).unwrap_or(&[])
     }
 
-    /// The free tail of the buffer (used to buffer while connecting).
-    pub(crate) fn spare(&mut self) -> &mut [u8] {
-        self.alloc();
-        self.buf.get_mut(self.end..).unwrap_or(&mut [])
+    /// Room left in the buffer (used to buffer while connecting).
+    pub(crate) fn has_room(&self) -> bool {
+        self.buf.len() < BUF_SIZE
     }
 
-    fn alloc(&mut self) {
-        if self.buf.is_empty() {
-            self.buf = vec![0; BUF_SIZE];
+    /// Appends what `src` has to the buffer, within [`BUF_SIZE`]; `Ok(0)` is EOF (or no room).
+    pub(crate) fn append_from(&mut self, src: &TcpStream) -> io::Result<usize> {
+        if self.buf.capacity() == 0 {
+            self.buf = Vec::with_capacity(BUF_SIZE);
         }
+        // `try_read_buf` would grow a full Vec; callers check `has_room` first, and a full
+        // buffer must never read as EOF.
+        if self.buf.len() >= self.buf.capacity() {
+            return Err(io::Error::other("relay buffer full"));
+        }
+        src.try_read_buf(&mut self.buf)
     }
 
     /// Frees the buffer if it holds nothing (the splice mover needs none).
     pub(crate) fn free_buf(&mut self) {
-        if self.pos >= self.end && !self.buf.is_empty() {
+        if self.pos >= self.buf.len() && self.buf.capacity() > 0 {
             self.buf = Vec::new();
             self.pos = 0;
-            self.end = 0;
         }
     }
 
-    /// `n` more bytes were put into [`Half::spare`].
-    pub(crate) fn filled(&mut self, n: usize) {
-        self.end = (self.end + n).min(self.buf.len());
-    }
-
     fn has_queued(&self) -> bool {
-        self.pos < self.end || self.queued > 0
+        self.pos < self.buf.len() || self.queued > 0
     }
 
     fn wants_read(&self) -> bool {
@@ -90,11 +89,9 @@ impl Half {
 
     /// Copies from `src` into the (empty) buffer; `Ok(0)` is EOF.
     pub(crate) fn read_from(&mut self, src: &TcpStream) -> io::Result<usize> {
-        self.alloc();
-        let n = src.try_read(&mut self.buf)?;
+        self.buf.clear();
         self.pos = 0;
-        self.end = n;
-        Ok(n)
+        self.append_from(src)
     }
 
     /// Writes buffered bytes to `dst`.
@@ -103,7 +100,7 @@ impl Half {
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        self.pos = (self.pos + n).min(self.end);
+        self.pos = (self.pos + n).min(self.buf.len());
         self.delivered(n);
         Ok(n)
     }
