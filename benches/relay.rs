@@ -648,7 +648,8 @@ mod bench {
 
     /// Connections per second through the relay, each an X.224 exchange (and a TLS handshake
     /// when `tls`) closed by the host, 32 at a time.
-    async fn setup_rate(addr: SocketAddr, tls: bool, secs: Duration) -> f64 {
+    async fn setup_rate(relay: &Relay, tls: bool, secs: Duration) -> (f64, f64) {
+        let addr = relay.addr;
         let provider = rdpdiag::tls::provider();
         let cfg = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
@@ -677,14 +678,15 @@ mod bench {
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let (n0, t0) = (done.load(Ordering::Relaxed), Instant::now());
+        let (n0, c0, t0) = (done.load(Ordering::Relaxed), relay.cpu(), Instant::now());
         tokio::time::sleep(secs).await;
-        let (n1, t1) = (done.load(Ordering::Relaxed), Instant::now());
+        let (n1, c1, t1) = (done.load(Ordering::Relaxed), relay.cpu(), Instant::now());
         stop.store(true, Ordering::Relaxed);
         for w in workers {
             w.await.unwrap();
         }
-        (n1 - n0) as f64 / (t1 - t0).as_secs_f64()
+        let n = (n1 - n0) as f64;
+        (n / (t1 - t0).as_secs_f64(), (c1 - c0) / n * 1e6)
     }
 
     async fn one_setup(
@@ -755,6 +757,7 @@ mod bench {
         SplitP50,
         SplitP99,
         SetupX224,
+        SetupCpu,
         SetupTls,
         IdleUser,
         IdleKernel,
@@ -772,6 +775,7 @@ mod bench {
                 Metric::SplitP50 => "16+48 B split p50 (µs)",
                 Metric::SplitP99 => "16+48 B split p99 (µs)",
                 Metric::SetupX224 => "setup, X.224 (conn/s)",
+                Metric::SetupCpu => "relay CPU per X.224 setup (µs)",
                 Metric::SetupTls => "setup, X.224 + TLS (conn/s)",
                 Metric::IdleUser => "idle conn, relay user memory (KiB)",
                 Metric::IdleKernel => "idle conn, added kernel memory (KiB)",
@@ -845,6 +849,7 @@ mod bench {
                 Metric::SplitP50,
                 Metric::SplitP99,
                 Metric::SetupX224,
+                Metric::SetupCpu,
                 Metric::SetupTls,
                 Metric::IdleUser,
                 Metric::IdleKernel,
@@ -946,15 +951,12 @@ mod bench {
         results.add(Metric::RttP99, k, whole[1]);
         results.add(Metric::SplitP50, k, split[0]);
         results.add(Metric::SplitP99, k, split[1]);
-        results.add(
-            Metric::SetupX224,
-            k,
-            rt.block_on(setup_rate(relay.addr, false, secs)),
-        );
-        results.add(
-            Metric::SetupTls,
-            k,
-            rt.block_on(setup_rate(relay.addr, true, secs)),
-        );
+        let (rate, cpu) = rt.block_on(setup_rate(relay, false, secs));
+        results.add(Metric::SetupX224, k, rate);
+        if k != Kind::Direct {
+            results.add(Metric::SetupCpu, k, cpu);
+        }
+        let (rate, _) = rt.block_on(setup_rate(relay, true, secs));
+        results.add(Metric::SetupTls, k, rate);
     }
 }
