@@ -165,6 +165,16 @@ async fn byte_exact(hot_path: HotPath, inspect_limit: u64) {
 
 /// [`byte_exact`] with a bound on the splice pipes (`Some(0)`: the pool is always exhausted).
 async fn byte_exact_with(hot_path: HotPath, inspect_limit: u64, max_pipes: Option<usize>) {
+    byte_exact_cfg(|c| {
+        c.hot_path = hot_path;
+        c.inspect_limit = inspect_limit;
+        c.max_pipes = max_pipes;
+    })
+    .await;
+}
+
+/// [`byte_exact`] with any proxy configuration.
+async fn byte_exact_cfg(tweak: impl FnOnce(&mut ProxyConfig)) {
     let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host_addr = host.local_addr().unwrap();
     let server = tokio::spawn(async move {
@@ -188,12 +198,7 @@ async fn byte_exact_with(hot_path: HotPath, inspect_limit: u64, max_pipes: Optio
         tokio::join!(reader, writer)
     });
 
-    let mut h = Harness::start(host_addr, |c| {
-        c.hot_path = hot_path;
-        c.inspect_limit = inspect_limit;
-        c.max_pipes = max_pipes;
-    })
-    .await;
+    let mut h = Harness::start(host_addr, tweak).await;
     let client = TcpStream::connect(h.addr).await.unwrap();
     let (mut rd, mut wr) = client.into_split();
     let writer = async move {
@@ -259,6 +264,25 @@ async fn byte_exact_splice_with_one_pipe_for_two_directions() {
     // direction's pipe is back in the pool and copies when it is not, so the two movers
     // alternate within one direction, and their bytes must stay in order.
     byte_exact_with(HotPath::Splice, 100_000, Some(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_exact_recording_up_to_the_limit_then_splice() {
+    // `--record --record-limit`: user-space copies with the tap until the limit, then the
+    // splice hot path, mid-stream in both directions.
+    let dir = tempfile::tempdir().unwrap();
+    let mut record = rdpdiag::relay::tap::RecordConfig::new(dir.path(), Default::default());
+    record.limit = 300_000;
+    let flushed = record.clone();
+    byte_exact_cfg(|c| {
+        c.hot_path = HotPath::Splice;
+        c.inspect_limit = 100_000;
+        c.record = Some(record);
+    })
+    .await;
+    guard("bundle", flushed.flush()).await;
+    let bundles = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(bundles, 1, "one bundle for the one connection");
 }
 
 /// Many connections at once, each echoed, each checked.
