@@ -4,7 +4,7 @@
 //!
 //! Peers are plain TCP programs, not RDP: with any session implementation these tests assert
 //! transport facts only (bytes, hashes, close kinds and their order, exit status, JSON fields),
-//! never causes.
+//! and causes only where that is the point (traffic that is not RDP is judged so, and relayed).
 
 // Test helpers, not only #[test] functions, may unwrap and panic: a failure is the point there;
 // chunk sizes are at most 64 KiB, so the u64 -> usize casts cannot truncate.
@@ -173,8 +173,8 @@ async fn byte_exact_with(hot_path: HotPath, inspect_limit: u64, max_pipes: Optio
     .await;
 }
 
-/// [`byte_exact`] with any proxy configuration.
-async fn byte_exact_cfg(tweak: impl FnOnce(&mut ProxyConfig)) {
+/// [`byte_exact`] with any proxy configuration; returns the connection's report.
+async fn byte_exact_cfg(tweak: impl FnOnce(&mut ProxyConfig)) -> ConnectionReport {
     let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host_addr = host.local_addr().unwrap();
     let server = tokio::spawn(async move {
@@ -224,11 +224,20 @@ async fn byte_exact_cfg(tweak: impl FnOnce(&mut ProxyConfig)) {
         [(Side::Client, CloseKind::Fin), (Side::Host, CloseKind::Fin)]
     );
     h.stop().await;
+    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn byte_exact_inspecting_all_the_way() {
     byte_exact(HotPath::Copy, u64::MAX).await;
+}
+
+/// Traffic that is not RDP at all is judged so and relayed untouched, never dropped: the
+/// session gives up on it at once and the hot path takes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_rdp_is_relayed_untouched() {
+    let r = byte_exact_cfg(|c| c.hot_path = HotPath::Splice).await;
+    assert_eq!(r.verdict.cause, "x224.not_rdp", "{:?}", r.verdict);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
