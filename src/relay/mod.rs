@@ -395,8 +395,16 @@ async fn serve(
         tracing::debug!(error = %e, "TCP_NODELAY failed");
     }
     let mut c2s = Half::new();
-    let connected =
-        inspect::connect(&client, &mut c2s, &ctx.host, ctx.port, cfg.connect_timeout).await;
+    // The connect and inspection stages are boxed: their state is freed once they are over,
+    // instead of sizing the task that an idle relayed connection keeps for hours.
+    let connected = Box::pin(inspect::connect(
+        &client,
+        &mut c2s,
+        &ctx.host,
+        ctx.port,
+        cfg.connect_timeout,
+    ))
+    .await;
     let mut host_addr = None;
     let mut bytes = (0, 0);
     match connected {
@@ -483,14 +491,14 @@ async fn serve(
                 session.on_close(Side::Client, CloseKind::Fin, clock.now());
             }
             let mut relay = Relay::new(client, host, c2s);
-            let inspected = inspect::inspect(
+            let inspected = Box::pin(inspect::inspect(
                 &mut relay,
                 &mut session,
                 tap.as_mut(),
                 clock,
                 fed,
                 cfg.inspect_limit,
-            )
+            ))
             .await;
             match inspected {
                 Inspected::Done => {}

@@ -9,6 +9,7 @@
 //! How bytes move is a [`Mover`]: user-space copies here, `splice(2)` in `splice.rs`.
 
 use std::io;
+use std::task::Poll;
 
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
@@ -151,6 +152,8 @@ pub(crate) struct Relay {
     pub(crate) s2c: Half,
     /// A side reset: the other one has `SO_LINGER 0` and resets when dropped.
     reset: bool,
+    /// Which direction [`Relay::wait`] looks at first.
+    flip: bool,
 }
 
 enum Op {
@@ -168,6 +171,7 @@ impl Relay {
             c2s,
             s2c: Half::new(),
             reset: false,
+            flip: false,
         }
     }
 
@@ -188,14 +192,16 @@ impl Relay {
                 return Step::Done;
             }
             use Direction::{ClientToHost as C2S, HostToClient as S2C};
-            let (dir, op, ready) = tokio::select! {
-                r = self.client.readable(), if self.c2s.wants_read() => (C2S, Op::Read, r),
-                r = self.host.writable(), if self.c2s.has_queued() => (C2S, Op::Write, r),
-                r = self.host.readable(), if self.s2c.wants_read() => (S2C, Op::Read, r),
-                r = self.client.writable(), if self.s2c.has_queued() => (S2C, Op::Write, r),
-                r = self.client.ready(Interest::ERROR), if self.c2s.eof => (C2S, Op::Error, r.map(drop)),
-                r = self.host.ready(Interest::ERROR), if self.s2c.eof => (S2C, Op::Error, r.map(drop)),
-                else => return Step::Done,
+            self.flip = !self.flip;
+            let next = if self.c2s.eof || self.s2c.eof {
+                // Boxed: this wait is the larger one and happens once a side has half-closed;
+                // the common wait keeps every connection's task small.
+                Box::pin(self.wait_with_errors()).await
+            } else {
+                self.wait().await
+            };
+            let Some((dir, op, ready)) = next else {
+                return Step::Done;
             };
             let (src, dst, half) = match dir {
                 C2S => (&self.client, &self.host, &mut self.c2s),
@@ -221,6 +227,57 @@ impl Relay {
                 (Op::Write, Err(e)) => return self.reset_by(dir.reverse().sender(), &e),
             }
         }
+    }
+
+    /// Waits until a socket is ready for what a direction needs: read while its half is empty,
+    /// write while it holds bytes. `None` when no direction needs anything. The direction
+    /// looked at first alternates, so a busy one cannot starve the other.
+    fn wait(&self) -> impl Future<Output = Option<(Direction, Op, io::Result<()>)>> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut waiting = false;
+            let dirs = if self.flip {
+                [Direction::ClientToHost, Direction::HostToClient]
+            } else {
+                [Direction::HostToClient, Direction::ClientToHost]
+            };
+            for dir in dirs {
+                let (src, dst, half) = match dir {
+                    Direction::ClientToHost => (&self.client, &self.host, &self.c2s),
+                    Direction::HostToClient => (&self.host, &self.client, &self.s2c),
+                };
+                if half.wants_read() {
+                    waiting = true;
+                    if let Poll::Ready(r) = src.poll_read_ready(cx) {
+                        return Poll::Ready(Some((dir, Op::Read, r)));
+                    }
+                }
+                if half.has_queued() {
+                    waiting = true;
+                    if let Poll::Ready(r) = dst.poll_write_ready(cx) {
+                        return Poll::Ready(Some((dir, Op::Write, r)));
+                    }
+                }
+            }
+            if waiting {
+                Poll::Pending
+            } else {
+                Poll::Ready(None)
+            }
+        })
+    }
+
+    /// [`Relay::wait`], and also for an error on a side that half-closed: it can still reset.
+    async fn wait_with_errors(&self) -> Option<(Direction, Op, io::Result<()>)> {
+        use Direction::{ClientToHost as C2S, HostToClient as S2C};
+        Some(tokio::select! {
+            r = self.client.readable(), if self.c2s.wants_read() => (C2S, Op::Read, r),
+            r = self.host.writable(), if self.c2s.has_queued() => (C2S, Op::Write, r),
+            r = self.host.readable(), if self.s2c.wants_read() => (S2C, Op::Read, r),
+            r = self.client.writable(), if self.s2c.has_queued() => (S2C, Op::Write, r),
+            r = self.client.ready(Interest::ERROR), if self.c2s.eof => (C2S, Op::Error, r.map(drop)),
+            r = self.host.ready(Interest::ERROR), if self.s2c.eof => (S2C, Op::Error, r.map(drop)),
+            else => return None,
+        })
     }
 
     /// A direction whose source sent FIN and whose bytes are all delivered: FIN the destination.
