@@ -4,7 +4,7 @@
 //!
 //! Peers are plain TCP programs, not RDP: with any session implementation these tests assert
 //! transport facts only (bytes, hashes, close kinds and their order, exit status, JSON fields),
-//! never causes.
+//! and causes only where that is the point (traffic that is not RDP is judged so, and relayed).
 
 // Test helpers, not only #[test] functions, may unwrap and panic: a failure is the point there;
 // chunk sizes are at most 64 KiB, so the u64 -> usize casts cannot truncate.
@@ -160,6 +160,21 @@ const S2C_AFTER_HALF_CLOSE: u64 = 1024 * 1024 + 3;
 /// before it closes too. Hashes must match at both ends, and the report must say who closed
 /// first.
 async fn byte_exact(hot_path: HotPath, inspect_limit: u64) {
+    byte_exact_with(hot_path, inspect_limit, None).await;
+}
+
+/// [`byte_exact`] with a bound on the splice pipes (`Some(0)`: the pool is always exhausted).
+async fn byte_exact_with(hot_path: HotPath, inspect_limit: u64, max_pipes: Option<usize>) {
+    byte_exact_cfg(|c| {
+        c.hot_path = hot_path;
+        c.inspect_limit = inspect_limit;
+        c.max_pipes = max_pipes;
+    })
+    .await;
+}
+
+/// [`byte_exact`] with any proxy configuration; returns the connection's report.
+async fn byte_exact_cfg(tweak: impl FnOnce(&mut ProxyConfig)) -> ConnectionReport {
     let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host_addr = host.local_addr().unwrap();
     let server = tokio::spawn(async move {
@@ -183,11 +198,7 @@ async fn byte_exact(hot_path: HotPath, inspect_limit: u64) {
         tokio::join!(reader, writer)
     });
 
-    let mut h = Harness::start(host_addr, |c| {
-        c.hot_path = hot_path;
-        c.inspect_limit = inspect_limit;
-    })
-    .await;
+    let mut h = Harness::start(host_addr, tweak).await;
     let client = TcpStream::connect(h.addr).await.unwrap();
     let (mut rd, mut wr) = client.into_split();
     let writer = async move {
@@ -213,11 +224,20 @@ async fn byte_exact(hot_path: HotPath, inspect_limit: u64) {
         [(Side::Client, CloseKind::Fin), (Side::Host, CloseKind::Fin)]
     );
     h.stop().await;
+    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn byte_exact_inspecting_all_the_way() {
     byte_exact(HotPath::Copy, u64::MAX).await;
+}
+
+/// Traffic that is not RDP at all is judged so and relayed untouched, never dropped: the
+/// session gives up on it at once and the hot path takes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_rdp_is_relayed_untouched() {
+    let r = byte_exact_cfg(|c| c.hot_path = HotPath::Splice).await;
+    assert_eq!(r.verdict.cause, "x224.not_rdp", "{:?}", r.verdict);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,9 +256,58 @@ async fn byte_exact_hot_path_from_the_start() {
     byte_exact(HotPath::Copy, 0).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_exact_splice_from_the_start() {
+    byte_exact(HotPath::Splice, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_exact_splice_without_pipes_copies() {
+    // No pipe can be had: every read falls back to the user-space buffer.
+    byte_exact_with(HotPath::Splice, 100_000, Some(0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_exact_splice_with_one_pipe_for_two_directions() {
+    // Both directions flow at once and share one pipe: each read splices when the other
+    // direction's pipe is back in the pool and copies when it is not, so the two movers
+    // alternate within one direction, and their bytes must stay in order.
+    byte_exact_with(HotPath::Splice, 100_000, Some(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_exact_recording_up_to_the_limit_then_splice() {
+    // `--record --record-limit`: user-space copies with the tap until the limit, then the
+    // splice hot path, mid-stream in both directions.
+    let dir = tempfile::tempdir().unwrap();
+    let mut record = rdpdiag::relay::tap::RecordConfig::new(dir.path(), Default::default());
+    record.limit = 300_000;
+    let flushed = record.clone();
+    byte_exact_cfg(|c| {
+        c.hot_path = HotPath::Splice;
+        c.inspect_limit = 100_000;
+        c.record = Some(record);
+    })
+    .await;
+    guard("bundle", flushed.flush()).await;
+    let bundles = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(bundles, 1, "one bundle for the one connection");
+}
+
 /// Many connections at once, each echoed, each checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_connections_stay_separate() {
+    concurrent_connections(None).await;
+}
+
+/// The same with fewer pipes than directions in flight: pooled pipes go from connection to
+/// connection (never with bytes in them), and reads without a pipe are copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connections_share_an_exhausted_pipe_pool() {
+    concurrent_connections(Some(3)).await;
+}
+
+async fn concurrent_connections(max_pipes: Option<usize>) {
     const N: usize = 40;
     const LEN: u64 = 200_000;
     let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -257,6 +326,7 @@ async fn concurrent_connections_stay_separate() {
         c.max_concurrent = 8;
         c.hot_path = HotPath::Splice;
         c.inspect_limit = 10_000;
+        c.max_pipes = max_pipes;
     })
     .await;
     let mut clients = Vec::new();
@@ -296,12 +366,15 @@ enum Mode {
     Inspecting,
     /// In the hot path from the first byte.
     Hot(HotPath),
+    /// Splicing from the first byte with no pipe to be had: the copy fallback.
+    NoPipes,
 }
 
-const MODES: [Mode; 3] = [
+const MODES: [Mode; 4] = [
     Mode::Inspecting,
     Mode::Hot(HotPath::Copy),
     Mode::Hot(HotPath::Splice),
+    Mode::NoPipes,
 ];
 
 impl Mode {
@@ -311,6 +384,11 @@ impl Mode {
             Mode::Hot(p) => {
                 c.inspect_limit = 0;
                 c.hot_path = p;
+            }
+            Mode::NoPipes => {
+                c.inspect_limit = 0;
+                c.hot_path = HotPath::Splice;
+                c.max_pipes = Some(0);
             }
         }
     }

@@ -69,10 +69,10 @@ pub(crate) async fn connect(
                 Ok(Err(e)) => Connected::Failed(classify(&e)),
                 Err(_elapsed) => Connected::Failed(ConnectFailure::Timeout),
             },
-            ready = client.readable(), if !c2s.eof && !c2s.spare().is_empty() => {
-                match ready.and_then(|()| client.try_read(c2s.spare())) {
+            ready = client.readable(), if !c2s.eof && c2s.has_room() => {
+                match ready.and_then(|()| c2s.append_from(client)) {
                     Ok(0) => c2s.eof = true,
-                    Ok(n) => c2s.filled(n),
+                    Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Connected::ClientReset(e),

@@ -89,6 +89,11 @@ pub struct ProxyConfig {
     /// even if the session has not said it is done (a safety net for long sessions).
     pub inspect_limit: u64,
     pub hot_path: HotPath,
+    /// Splice pipes that may exist at once, shared by all connections (each direction holds one
+    /// only while bytes are in it); past that, reads are copied. `None`: `max_concurrent`.
+    pub max_pipes: Option<usize>,
+    /// Capacity asked of each splice pipe (see [`DEFAULT_PIPE_SIZE`]).
+    pub pipe_size: usize,
     pub session: SessionConfig,
     /// `--record DIR`: write a trace bundle per connection.
     pub record: Option<tap::RecordConfig>,
@@ -110,12 +115,29 @@ impl ProxyConfig {
             max_concurrent: 256,
             inspect_limit: 1024 * 1024,
             hot_path: HotPath::default(),
+            max_pipes: None,
+            pipe_size: pipe_size_from_env(),
             session: SessionConfig::default(),
             record: None,
             security: None,
             fresh_cert: None,
         }
     }
+}
+
+/// Splice pipe capacity: pipes are pooled and held only while bytes are in them, so a big
+/// pipe costs kernel memory only while it is full; 256 KiB moves a loopback burst in fewer
+/// splices than the kernel's 64 KiB default (figures in README "Performance").
+pub const DEFAULT_PIPE_SIZE: usize = 256 * 1024;
+
+/// [`DEFAULT_PIPE_SIZE`], or `RDPDIAG_PIPE_SIZE` (bytes) when set: a tuning knob for
+/// `benches/relay.rs`, which compares pipe sizes.
+fn pipe_size_from_env() -> usize {
+    std::env::var("RDPDIAG_PIPE_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_PIPE_SIZE)
 }
 
 /// Splits `HOST[:PORT]` (`[v6]:port`, a bare IPv6 address, a name, an IPv4 address).
@@ -217,6 +239,11 @@ impl Proxy {
             cfg: Arc::clone(&self.cfg),
             host: self.host,
             port: self.port,
+            #[cfg(target_os = "linux")]
+            pipes: splice::PipePool::new(
+                self.cfg.max_pipes.unwrap_or(self.cfg.max_concurrent),
+                self.cfg.pipe_size,
+            ),
         });
         let permits = Arc::new(Semaphore::new(self.cfg.max_concurrent.max(1)));
         let limit = self.cfg.max_connections;
@@ -323,6 +350,9 @@ struct ConnCtx {
     cfg: Arc<ProxyConfig>,
     host: String,
     port: u16,
+    /// The splice pipes of every connection.
+    #[cfg(target_os = "linux")]
+    pipes: splice::PipePool,
 }
 
 /// What the listener remembers of a running connection, to report it should its task panic.
@@ -366,8 +396,16 @@ async fn serve(
         tracing::debug!(error = %e, "TCP_NODELAY failed");
     }
     let mut c2s = Half::new();
-    let connected =
-        inspect::connect(&client, &mut c2s, &ctx.host, ctx.port, cfg.connect_timeout).await;
+    // The connect and inspection stages are boxed: their state is freed once they are over,
+    // instead of sizing the task that an idle relayed connection keeps for hours.
+    let connected = Box::pin(inspect::connect(
+        &client,
+        &mut c2s,
+        &ctx.host,
+        ctx.port,
+        cfg.connect_timeout,
+    ))
+    .await;
     let mut host_addr = None;
     let mut bytes = (0, 0);
     match connected {
@@ -418,8 +456,18 @@ async fn serve(
             }
             // Both sockets report what crosses them (`tapped.rs`); the tap comes back after.
             let rec = Arc::new(std::sync::Mutex::new(tap.take()));
-            let (c, s, keylog) =
-                rewrite::serve(client, host, c2s, &mut session, clock, ctx, &rec).await;
+            // Boxed: the experiments' TLS state would otherwise size every connection's task
+            // (tokio allocates the largest state of the whole future for each connection).
+            let (c, s, keylog) = Box::pin(rewrite::serve(
+                client,
+                host,
+                c2s,
+                &mut session,
+                clock,
+                ctx,
+                &rec,
+            ))
+            .await;
             tap = tapped::lock(&rec).take();
             bytes = (c, s);
             tls_keylog = keylog;
@@ -444,14 +492,14 @@ async fn serve(
                 session.on_close(Side::Client, CloseKind::Fin, clock.now());
             }
             let mut relay = Relay::new(client, host, c2s);
-            let inspected = inspect::inspect(
+            let inspected = Box::pin(inspect::inspect(
                 &mut relay,
                 &mut session,
                 tap.as_mut(),
                 clock,
                 fed,
                 cfg.inspect_limit,
-            )
+            ))
             .await;
             match inspected {
                 Inspected::Done => {}
@@ -467,7 +515,7 @@ async fn serve(
                         None => false,
                     };
                     if !ended {
-                        hot_path(&mut relay, cfg.hot_path, on_close).await;
+                        hot_path(&mut relay, ctx, on_close).await;
                     }
                 }
             }
@@ -507,14 +555,16 @@ async fn serve(
     report
 }
 
-#[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
-async fn hot_path(relay: &mut Relay, how: HotPath, on_close: impl FnMut(Side, CloseKind)) {
+/// Relays the rest with the configured mover (splice with pooled pipes on Linux, falling back
+/// to copies read by read when no pipe is to be had).
+async fn hot_path(relay: &mut Relay, ctx: &ConnCtx, on_close: impl FnMut(Side, CloseKind)) {
     #[cfg(target_os = "linux")]
-    if how == HotPath::Splice {
-        match splice::Splice::new() {
-            Ok(mut mover) => return pipe::run(relay, &mut mover, on_close).await,
-            Err(e) => tracing::debug!(error = %e, "No pipes for splice; copying"),
-        }
+    if ctx.cfg.hot_path == HotPath::Splice {
+        // The buffers of inspection are not needed once drained: an idle connection holds none.
+        relay.c2s.free_buf();
+        relay.s2c.free_buf();
+        let mut mover = splice::Splice::new(ctx.pipes.clone());
+        return pipe::run(relay, &mut mover, on_close).await;
     }
     pipe::run(relay, &mut pipe::Copying, on_close).await;
 }

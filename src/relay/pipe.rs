@@ -1,12 +1,15 @@
 //! The protocol-blind relay: moves bytes both ways between the client and the host, mirrors
 //! each close (FIN → `shutdown(Write)`, RST → `SO_LINGER 0` + drop) and says, in order, how each
-//! side closed. No decoding, no per-chunk logs or allocations: one reused buffer per direction.
+//! side closed. No decoding, no per-chunk logs or allocations: one reused buffer per direction,
+//! allocated when a copy first needs it (the splice mover frees it once drained, so an idle
+//! spliced connection holds no buffer at all).
 //!
 //! The two directions never wait on each other: one loop waits for whichever socket is ready
 //! (read readiness while a direction's buffer is empty, write readiness while it holds bytes).
 //! How bytes move is a [`Mover`]: user-space copies here, `splice(2)` in `splice.rs`.
 
 use std::io;
+use std::task::Poll;
 
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
@@ -19,10 +22,11 @@ pub(crate) const BUF_SIZE: usize = 64 * 1024;
 /// One direction: bytes taken from its source, not yet delivered to its destination.
 #[derive(Debug)]
 pub(crate) struct Half {
-    buf: Box<[u8]>,
-    /// `buf[pos..end]` is read and not yet written.
+    /// No allocation until a copy needs one, then [`BUF_SIZE`] bytes of capacity, never zeroed:
+    /// reads fill the spare capacity (`try_read_buf`), so only the pages bytes land on are
+    /// touched. `buf[pos..]` is read and not yet written.
+    buf: Vec<u8>,
     pos: usize,
-    end: usize,
     /// Bytes a [`Mover`] holds outside `buf` (in a kernel pipe).
     pub(crate) queued: usize,
     /// Bytes delivered to the destination.
@@ -36,9 +40,8 @@ pub(crate) struct Half {
 impl Half {
     pub(crate) fn new() -> Self {
         Self {
-            buf: vec![0; BUF_SIZE].into_boxed_slice(),
+            buf: Vec::new(),
             pos: 0,
-            end: 0,
             queued: 0,
             bytes: 0,
             eof: false,
@@ -48,21 +51,37 @@ impl Half {
 
     /// Bytes read and not yet written (after a [`Step::Read`]: exactly the chunk just read).
     pub(crate) fn pending(&self) -> &[u8] {
-        self.buf.get(self.pos..self.end).unwrap_or(&[])
+        self.buf.get(self.pos..).unwrap_or(&[])
     }
 
-    /// The free tail of the buffer (used to buffer while connecting).
-    pub(crate) fn spare(&mut self) -> &mut [u8] {
-        self.buf.get_mut(self.end..).unwrap_or(&mut [])
+    /// Room left in the buffer (used to buffer while connecting).
+    pub(crate) fn has_room(&self) -> bool {
+        self.buf.len() < BUF_SIZE
     }
 
-    /// `n` more bytes were put into [`Half::spare`].
-    pub(crate) fn filled(&mut self, n: usize) {
-        self.end = (self.end + n).min(self.buf.len());
+    /// Appends what `src` has to the buffer, within [`BUF_SIZE`]; `Ok(0)` is EOF (or no room).
+    pub(crate) fn append_from(&mut self, src: &TcpStream) -> io::Result<usize> {
+        if self.buf.capacity() == 0 {
+            self.buf = Vec::with_capacity(BUF_SIZE);
+        }
+        // `try_read_buf` would grow a full Vec; callers check `has_room` first, and a full
+        // buffer must never read as EOF.
+        if self.buf.len() >= self.buf.capacity() {
+            return Err(io::Error::other("relay buffer full"));
+        }
+        src.try_read_buf(&mut self.buf)
+    }
+
+    /// Frees the buffer if it holds nothing (the splice mover needs none).
+    pub(crate) fn free_buf(&mut self) {
+        if self.pos >= self.buf.len() && self.buf.capacity() > 0 {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
     }
 
     fn has_queued(&self) -> bool {
-        self.pos < self.end || self.queued > 0
+        self.pos < self.buf.len() || self.queued > 0
     }
 
     fn wants_read(&self) -> bool {
@@ -71,10 +90,9 @@ impl Half {
 
     /// Copies from `src` into the (empty) buffer; `Ok(0)` is EOF.
     pub(crate) fn read_from(&mut self, src: &TcpStream) -> io::Result<usize> {
-        let n = src.try_read(&mut self.buf)?;
+        self.buf.clear();
         self.pos = 0;
-        self.end = n;
-        Ok(n)
+        self.append_from(src)
     }
 
     /// Writes buffered bytes to `dst`.
@@ -83,7 +101,7 @@ impl Half {
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        self.pos = (self.pos + n).min(self.end);
+        self.pos = (self.pos + n).min(self.buf.len());
         self.delivered(n);
         Ok(n)
     }
@@ -134,6 +152,8 @@ pub(crate) struct Relay {
     pub(crate) s2c: Half,
     /// A side reset: the other one has `SO_LINGER 0` and resets when dropped.
     reset: bool,
+    /// Which direction [`Relay::wait`] looks at first.
+    flip: bool,
 }
 
 enum Op {
@@ -151,6 +171,7 @@ impl Relay {
             c2s,
             s2c: Half::new(),
             reset: false,
+            flip: false,
         }
     }
 
@@ -171,14 +192,16 @@ impl Relay {
                 return Step::Done;
             }
             use Direction::{ClientToHost as C2S, HostToClient as S2C};
-            let (dir, op, ready) = tokio::select! {
-                r = self.client.readable(), if self.c2s.wants_read() => (C2S, Op::Read, r),
-                r = self.host.writable(), if self.c2s.has_queued() => (C2S, Op::Write, r),
-                r = self.host.readable(), if self.s2c.wants_read() => (S2C, Op::Read, r),
-                r = self.client.writable(), if self.s2c.has_queued() => (S2C, Op::Write, r),
-                r = self.client.ready(Interest::ERROR), if self.c2s.eof => (C2S, Op::Error, r.map(drop)),
-                r = self.host.ready(Interest::ERROR), if self.s2c.eof => (S2C, Op::Error, r.map(drop)),
-                else => return Step::Done,
+            self.flip = !self.flip;
+            let next = if self.c2s.eof || self.s2c.eof {
+                // Boxed: this wait is the larger one and happens once a side has half-closed;
+                // the common wait keeps every connection's task small.
+                Box::pin(self.wait_with_errors()).await
+            } else {
+                self.wait().await
+            };
+            let Some((dir, op, ready)) = next else {
+                return Step::Done;
             };
             let (src, dst, half) = match dir {
                 C2S => (&self.client, &self.host, &mut self.c2s),
@@ -204,6 +227,57 @@ impl Relay {
                 (Op::Write, Err(e)) => return self.reset_by(dir.reverse().sender(), &e),
             }
         }
+    }
+
+    /// Waits until a socket is ready for what a direction needs: read while its half is empty,
+    /// write while it holds bytes. `None` when no direction needs anything. The direction
+    /// looked at first alternates, so a busy one cannot starve the other.
+    fn wait(&self) -> impl Future<Output = Option<(Direction, Op, io::Result<()>)>> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut waiting = false;
+            let dirs = if self.flip {
+                [Direction::ClientToHost, Direction::HostToClient]
+            } else {
+                [Direction::HostToClient, Direction::ClientToHost]
+            };
+            for dir in dirs {
+                let (src, dst, half) = match dir {
+                    Direction::ClientToHost => (&self.client, &self.host, &self.c2s),
+                    Direction::HostToClient => (&self.host, &self.client, &self.s2c),
+                };
+                if half.wants_read() {
+                    waiting = true;
+                    if let Poll::Ready(r) = src.poll_read_ready(cx) {
+                        return Poll::Ready(Some((dir, Op::Read, r)));
+                    }
+                }
+                if half.has_queued() {
+                    waiting = true;
+                    if let Poll::Ready(r) = dst.poll_write_ready(cx) {
+                        return Poll::Ready(Some((dir, Op::Write, r)));
+                    }
+                }
+            }
+            if waiting {
+                Poll::Pending
+            } else {
+                Poll::Ready(None)
+            }
+        })
+    }
+
+    /// [`Relay::wait`], and also for an error on a side that half-closed: it can still reset.
+    async fn wait_with_errors(&self) -> Option<(Direction, Op, io::Result<()>)> {
+        use Direction::{ClientToHost as C2S, HostToClient as S2C};
+        Some(tokio::select! {
+            r = self.client.readable(), if self.c2s.wants_read() => (C2S, Op::Read, r),
+            r = self.host.writable(), if self.c2s.has_queued() => (C2S, Op::Write, r),
+            r = self.host.readable(), if self.s2c.wants_read() => (S2C, Op::Read, r),
+            r = self.client.writable(), if self.s2c.has_queued() => (S2C, Op::Write, r),
+            r = self.client.ready(Interest::ERROR), if self.c2s.eof => (C2S, Op::Error, r.map(drop)),
+            r = self.host.ready(Interest::ERROR), if self.s2c.eof => (S2C, Op::Error, r.map(drop)),
+            else => return None,
+        })
     }
 
     /// A direction whose source sent FIN and whose bytes are all delivered: FIN the destination.

@@ -286,7 +286,7 @@ pub(super) async fn serve(
                     None => false,
                 };
                 if !ended {
-                    hot_path(&mut relay, cfg.hot_path, on_close).await;
+                    hot_path(&mut relay, ctx, on_close).await;
                 }
             }
             *tapped::lock(rec) = tap;
