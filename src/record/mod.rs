@@ -795,7 +795,7 @@ pub fn event_label(e: &Event) -> String {
                 tls::ContentType(*content_type).name()
             ),
         },
-        EventKind::Mcs { pdu } => match pdu {
+        EventKind::Mcs { pdu } => match &**pdu {
             mcs::McsPdu::ConnectInitial(ci) => {
                 let name = ci
                     .client_core
@@ -887,7 +887,7 @@ pub fn failure_event(trace: &Trace) -> Option<usize> {
             matches!(pdu.neg, Some(crate::wire::x224::NegData::Failure { .. }))
         }
         EventKind::Mcs { pdu } => {
-            matches!(pdu, mcs::McsPdu::DisconnectProviderUltimatum { .. })
+            matches!(&**pdu, mcs::McsPdu::DisconnectProviderUltimatum { .. })
         }
         EventKind::TlsAlert { .. }
         | EventKind::TlsEncryptedAlert { .. }

@@ -24,7 +24,9 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// What happened.
+/// What happened. The large payloads are boxed: a connection keeps its events until its report
+/// is written, and an event sized by its largest variant (a ClientHello) made each one 336
+/// bytes; boxed, 88 (what an idle relayed connection costs, `benches/relay.rs`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
@@ -35,7 +37,7 @@ pub enum EventKind {
         failure: ConnectFailure,
     },
     ConnectionRequest {
-        pdu: ConnectionRequest,
+        pdu: Box<ConnectionRequest>,
         len: usize,
     },
     ConnectionConfirm {
@@ -48,11 +50,11 @@ pub enum EventKind {
         to: Phase,
     },
     TlsClientHello {
-        hello: ClientHello,
+        hello: Box<ClientHello>,
         versions: Vec<String>,
     },
     TlsServerHello {
-        hello: ServerHello,
+        hello: Box<ServerHello>,
         version: String,
         cipher: String,
     },
@@ -87,11 +89,11 @@ pub enum EventKind {
     },
     /// A clear MCS PDU (Standard RDP Security, or a plain-text PDU where TLS was expected).
     Mcs {
-        pdu: McsPdu,
+        pdu: Box<McsPdu>,
     },
     /// Bytes that do not decode; the stream is not inspected any further in that direction.
     Malformed {
-        error: DecodeError,
+        error: Box<DecodeError>,
     },
     /// A side closed its sending direction (or the connection was reset).
     Closed {
@@ -106,4 +108,15 @@ pub enum EventKind {
     Note {
         text: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every connection keeps its events until its report is written: an event must stay
+    /// small whatever its payload (the big ones are boxed).
+    #[test]
+    fn events_stay_small() {
+        let size = std::mem::size_of::<super::Event>();
+        assert!(size <= 112, "an Event is {size} bytes");
+    }
 }

@@ -380,7 +380,7 @@ impl Session {
             Some(dir),
             Some(offset),
             EventKind::Malformed {
-                error: error.clone(),
+                error: Box::new(error.clone()),
             },
         );
         if !self.malformed_all.iter().any(|m| m.0 == dir) {
@@ -408,7 +408,10 @@ impl Session {
                     at,
                     Some(dir),
                     Some(offset),
-                    EventKind::ConnectionRequest { pdu: cr, len },
+                    EventKind::ConnectionRequest {
+                        pdu: Box::new(cr),
+                        len,
+                    },
                 );
             }
             (Direction::HostToClient, X224Pdu::ConnectionConfirm(cc)) => {
@@ -506,7 +509,12 @@ impl Session {
                 let len = *data_len;
                 self.count_after_response(dir);
                 if self.mcs.response.is_some() && self.mcs.finalization.step(dir, len) {
-                    self.push(at, Some(dir), Some(offset), EventKind::Mcs { pdu });
+                    self.push(
+                        at,
+                        Some(dir),
+                        Some(offset),
+                        EventKind::Mcs { pdu: Box::new(pdu) },
+                    );
                     self.enter(Phase::Licensing, at);
                     self.enter(Phase::Active, at);
                     return;
@@ -514,7 +522,12 @@ impl Session {
             }
             _ => self.count_after_response(dir),
         }
-        self.push(at, Some(dir), Some(offset), EventKind::Mcs { pdu });
+        self.push(
+            at,
+            Some(dir),
+            Some(offset),
+            EventKind::Mcs { pdu: Box::new(pdu) },
+        );
         // Standard RDP Security: after the Connect-Response come the domain PDUs, the security
         // exchange, licensing and capabilities, all framed by TPKT.
         if self.mcs.response.is_some()
@@ -651,7 +664,10 @@ impl Session {
                         at,
                         Some(dir),
                         Some(offset),
-                        EventKind::TlsClientHello { hello, versions },
+                        EventKind::TlsClientHello {
+                            hello: Box::new(hello),
+                            versions,
+                        },
                     );
                 }
                 Err(e) => self.set_malformed(dir, offset, at, e),
@@ -675,7 +691,7 @@ impl Session {
                         Some(dir),
                         Some(offset),
                         EventKind::TlsServerHello {
-                            hello,
+                            hello: Box::new(hello),
                             version,
                             cipher,
                         },
