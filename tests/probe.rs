@@ -292,7 +292,17 @@ fn xrdp_tls10_legacy_host_fails_current_clients() {
 
 #[test]
 fn closed_port_is_connect_refused_with_exit_2() {
-    let port = free_port();
+    // A port bound but not listening refuses connections, and nothing else can take it while
+    // the socket is held (a port that was merely free at the check could be taken by then:
+    // seen once, with eight test-bed hosts starting in parallel).
+    let (port, _held) = (0..20)
+        .find_map(|_| {
+            let port = free_port();
+            let s = tokio::net::TcpSocket::new_v4().ok()?;
+            s.bind(([127, 0, 0, 1], port).into()).ok()?;
+            Some((port, s))
+        })
+        .expect("a port to hold closed");
     let r = probe(&Target {
         host: "127.0.0.1".to_owned(),
         port,
