@@ -400,11 +400,20 @@ mod bench {
             return;
         }
         eprintln!("{tool} missing: apt-get install -y {package}");
-        let ok = Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", package])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success());
+        let install = || {
+            Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends", package])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        // A fresh machine may have no package lists yet: update once, then retry.
+        let ok = install()
+            || (Command::new("apt-get")
+                .arg("update")
+                .status()
+                .is_ok_and(|s| s.success())
+                && install());
         assert!(
             ok,
             "could not install {package}: the benchmark needs {tool}"
