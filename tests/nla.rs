@@ -230,6 +230,25 @@ async fn nla_client(addr: SocketAddr, user: &str, password: &str, requested: u32
     ClientEnd::Relayed(resp)
 }
 
+/// `proxy --fresh-cert --nla-user test` in front of `target`, for one connection.
+async fn nla_proxy(
+    target: SocketAddr,
+    record: Option<RecordConfig>,
+) -> (SocketAddr, mpsc::Receiver<ConnectionReport>) {
+    let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), target.to_string());
+    cfg.fresh_cert = Some(FreshCertConfig {
+        issued: Arc::new(fresh("127.0.0.1", None).unwrap()),
+        nla: Some(Arc::new(Credentials::new(USER, PASSWORD.to_owned()))),
+    });
+    cfg.record = record;
+    cfg.max_connections = Some(1);
+    let p = Proxy::bind(cfg).await.unwrap();
+    let addr = p.local_addr();
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(p.run(tx, std::future::pending()));
+    (addr, rx)
+}
+
 struct Run {
     client: ClientEnd,
     host: HostSaw,
@@ -247,17 +266,7 @@ async fn run(
     let target = host.local_addr().unwrap();
     let selected = if requested & 8 != 0 { 8 } else { 2 };
     let host_task = tokio::spawn(nla_host(host, mode, selected));
-    let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), target.to_string());
-    cfg.fresh_cert = Some(FreshCertConfig {
-        issued: Arc::new(fresh("127.0.0.1", None).unwrap()),
-        nla: Some(Arc::new(Credentials::new(USER, PASSWORD.to_owned()))),
-    });
-    cfg.record = record.clone();
-    cfg.max_connections = Some(1);
-    let p = Proxy::bind(cfg).await.unwrap();
-    let addr = p.local_addr();
-    let (tx, mut rx) = mpsc::channel(4);
-    tokio::spawn(p.run(tx, std::future::pending()));
+    let (addr, mut rx) = nla_proxy(target, record.clone()).await;
     let client = tokio::time::timeout(
         GUARD,
         nla_client(addr, client_user, client_password, requested),
@@ -594,16 +603,7 @@ async fn hostile_credssp_peers_get_a_clear_verdict() {
         let host = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = host.local_addr().unwrap();
         let host_task = tokio::spawn(nla_host(host, HostMode::Accept, 2));
-        let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), target.to_string());
-        cfg.fresh_cert = Some(FreshCertConfig {
-            issued: Arc::new(fresh("127.0.0.1", None).unwrap()),
-            nla: Some(Arc::new(Credentials::new(USER, PASSWORD.to_owned()))),
-        });
-        cfg.max_connections = Some(1);
-        let p = Proxy::bind(cfg).await.unwrap();
-        let addr = p.local_addr();
-        let (tx, mut rx) = mpsc::channel(4);
-        tokio::spawn(p.run(tx, std::future::pending()));
+        let (addr, mut rx) = nla_proxy(target, None).await;
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(&cr(3)).await.unwrap();
         read_tpkt(&mut s).await;
@@ -661,16 +661,7 @@ async fn a_host_that_vanishes_mid_credssp_is_named() {
         tcp.set_zero_linger().unwrap();
         drop(tcp);
     });
-    let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), target.to_string());
-    cfg.fresh_cert = Some(FreshCertConfig {
-        issued: Arc::new(fresh("127.0.0.1", None).unwrap()),
-        nla: Some(Arc::new(Credentials::new(USER, PASSWORD.to_owned()))),
-    });
-    cfg.max_connections = Some(1);
-    let p = Proxy::bind(cfg).await.unwrap();
-    let addr = p.local_addr();
-    let (tx, mut rx) = mpsc::channel(4);
-    tokio::spawn(p.run(tx, std::future::pending()));
+    let (addr, mut rx) = nla_proxy(target, None).await;
     let end = tokio::time::timeout(GUARD, nla_client(addr, USER, PASSWORD, 3))
         .await
         .unwrap();

@@ -156,17 +156,6 @@ pub struct DelegatedLogon {
     pub password_matches: Option<bool>,
 }
 
-fn utf16(b: &[u8]) -> String {
-    let units: Vec<u16> = b
-        .chunks_exact(2)
-        .map(|p| match p {
-            [lo, hi] => u16::from_le_bytes([*lo, *hi]),
-            _ => 0,
-        })
-        .collect();
-    String::from_utf16_lossy(&units)
-}
-
 /// Reads TSCredentials; compares (never copies) the password with `creds`.
 pub fn decode_credentials(b: &[u8], creds: &Credentials) -> Result<DelegatedLogon, LegError> {
     let bad = |what: &str| protocol(format!("TSCredentials: {what}"));
@@ -203,8 +192,8 @@ pub fn decode_credentials(b: &[u8], creds: &Credentials) -> Result<DelegatedLogo
             continue;
         };
         match f.tag {
-            0xa0 => logon.domain = utf16(v.value),
-            0xa1 => logon.user = utf16(v.value),
+            0xa0 => logon.domain = ntlm::from_utf16le(v.value),
+            0xa1 => logon.user = ntlm::from_utf16le(v.value),
             0xa2 => {
                 let mut given = ntlm::utf16le(creds.password());
                 logon.password_matches = Some(given.as_slice() == v.value);

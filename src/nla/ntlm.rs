@@ -124,7 +124,7 @@ pub(crate) fn utf16le(s: &str) -> Vec<u8> {
     s.encode_utf16().flat_map(u16::to_le_bytes).collect()
 }
 
-fn from_utf16le(b: &[u8]) -> String {
+pub(crate) fn from_utf16le(b: &[u8]) -> String {
     let units: Vec<u16> = b
         .chunks_exact(2)
         .map(|p| match p {
@@ -589,7 +589,9 @@ impl Server {
                 "the client's first token is not an NTLM NEGOTIATE",
             ));
         }
-        let asked = u32_at(negotiate, 12).ok_or_else(|| malformed("NEGOTIATE cut"))?;
+        let asked = wire::negotiate_flags(negotiate)
+            .ok_or_else(|| malformed("NEGOTIATE cut"))?
+            .0;
         if asked & F::UNICODE == 0 {
             return Err(malformed("the client does not offer Unicode"));
         }

@@ -14,7 +14,7 @@ use crate::nla::credssp::{ClientLeg, HostLeg, LegError};
 use crate::nla::ntlm::{Credentials, NtlmError, ServerIdentity};
 use crate::session::{CloseKind, Direction, Session, Side};
 use crate::wire::credssp::{self as wire, TsRequest};
-use crate::wire::ntlm::{self as wntlm, NegotiateFlags};
+use crate::wire::ntlm as wntlm;
 
 /// Largest TSRequest accepted (real ones are a few KiB; a lying length must not make us buffer).
 const MAX_TSREQUEST: usize = 64 * 1024;
@@ -96,10 +96,11 @@ impl Reader {
 }
 
 fn filetime_now() -> u64 {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    (d.as_secs() + 11_644_473_600) * 10_000_000 + u64::from(d.subsec_nanos() / 100)
+    wntlm::unix_to_filetime(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
 }
 
 fn unix_now() -> i64 {
@@ -211,12 +212,7 @@ where
         Ok(n) => n,
         Err(e) => return refuse(&mut x, client, host, &cleg, &e).await,
     };
-    let cflags = NegotiateFlags(wntlm::message_type(&negotiate).map_or(0, |_| {
-        negotiate
-            .get(12..16)
-            .and_then(|b| b.first_chunk::<4>())
-            .map_or(0, |b| u32::from_le_bytes(*b))
-    }));
+    let cflags = wntlm::negotiate_flags(&negotiate).unwrap_or_default();
     x.note(
         Direction::ClientToHost,
         "client",

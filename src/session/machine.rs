@@ -1958,6 +1958,36 @@ impl Session {
     }
 
     /// After the TLS handshake: record accounting.
+    /// After MCS started (or with nothing more specific to say): who closed, in which phase.
+    fn closed_in_phase(&self, closer: Option<(Side, CloseKind, Micros)>) -> Draft {
+        match closer {
+            Some((Side::Host, kind, _)) => self.draft(
+                "mcs.host_disconnected",
+                Outcome::Failed,
+                format!(
+                    "the host closed ({}) during the {}",
+                    kind.name().to_uppercase(),
+                    self.phase.title()
+                ),
+            ),
+            Some((side, kind, _)) => self.draft(
+                "closed_early",
+                Outcome::Failed,
+                format!(
+                    "the {} closed ({}) during the {}",
+                    side.name(),
+                    kind.name().to_uppercase(),
+                    self.phase.title()
+                ),
+            ),
+            None => self.draft(
+                "closed_early",
+                Outcome::Unknown,
+                format!("in progress: {}", self.phase.title()),
+            ),
+        }
+    }
+
     fn after_tls(&self, selected: Protocols) -> Draft {
         let PerDir { client: c, host: s } = self.tls.app_records;
         let closer = self.first_close();
@@ -2014,32 +2044,7 @@ impl Session {
             };
         }
         let _ = s;
-        match closer {
-            Some((Side::Host, kind, _)) => self.draft(
-                "mcs.host_disconnected",
-                Outcome::Failed,
-                format!(
-                    "the host closed ({}) during the {}",
-                    kind.name().to_uppercase(),
-                    self.phase.title()
-                ),
-            ),
-            Some((side, kind, _)) => self.draft(
-                "closed_early",
-                Outcome::Failed,
-                format!(
-                    "the {} closed ({}) during the {}",
-                    side.name(),
-                    kind.name().to_uppercase(),
-                    self.phase.title()
-                ),
-            ),
-            None => self.draft(
-                "closed_early",
-                Outcome::Unknown,
-                format!("in progress: {}", self.phase.title()),
-            ),
-        }
+        self.closed_in_phase(closer)
     }
 
     fn credssp_position(&self) -> String {

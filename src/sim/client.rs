@@ -513,10 +513,6 @@ async fn real_credssp(
     use crate::nla::ntlm::Credentials;
     use crate::wire::credssp as ts;
     let bad = |e: &dyn std::fmt::Display| Stop::Unexpected(format!("CredSSP: {e}"));
-    let read = |raw: Vec<u8>| match ts::decode(&raw) {
-        Ok(Some((t, _))) => Ok(t),
-        _ => Err(Stop::Unexpected("undecodable TSRequest".to_owned())),
-    };
     let key = ch
         .tls()
         .and_then(|c| c.peer_certificates())
@@ -526,7 +522,7 @@ async fn real_credssp(
     let creds = Credentials::new(user, password.to_owned());
     let mut leg = HostLeg::new(6, key, [0x11; 32]);
     ch.send(&ts::encode(&leg.negotiate())).await?;
-    let s1 = read(ch.recv_der().await?)?;
+    let s1 = ch.recv_ts_request().await?;
     if let Some(code) = s1.error_code {
         return Ok(Some(code));
     }
@@ -534,7 +530,7 @@ async fn real_credssp(
         .on_challenge(&s1, &creds, 0, [0x22; 8], [0x33; 16], "SIMCLIENT")
         .map_err(|e| bad(&e))?;
     ch.send(&ts::encode(&c2)).await?;
-    let s2 = read(ch.recv_der().await?)?;
+    let s2 = ch.recv_ts_request().await?;
     if let Some(code) = s2.error_code {
         return Ok(Some(code));
     }

@@ -506,21 +506,19 @@ async fn real_credssp(
     use crate::wire::credssp as ts;
     let fail = |step: CredsspStep| cfg.credssp_failure.filter(|f| f.after == step);
     let bad = |e: &dyn std::fmt::Display| Stop::Unexpected(format!("CredSSP: {e}"));
-    let read = |raw: Vec<u8>| match ts::decode(&raw) {
-        Ok(Some((t, _))) => Ok(t),
-        _ => Err(Stop::Unexpected("undecodable TSRequest".to_owned())),
-    };
     let creds = Credentials::new(user, password.to_owned());
     let mut leg = ClientLeg::new(subject_public_key(cert_der).unwrap_or_default());
-    let c1 = read(ch.recv_der().await?)?;
+    let c1 = ch.recv_ts_request().await?;
     log.step("got C1 (NEGOTIATE)");
     if let Some(f) = fail(CredsspStep::AfterC1) {
         return fail_credssp(ch, f).await;
     }
     let negotiate = leg.on_negotiate(&c1).map_err(|e| bad(&e))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| (d.as_secs() + 11_644_473_600) * 10_000_000);
+    let now = crate::wire::ntlm::unix_to_filetime(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
+    );
     let id = ServerIdentity {
         nb_domain: "SIMHOST".to_owned(),
         nb_computer: "SIMHOST".to_owned(),
@@ -531,7 +529,7 @@ async fn real_credssp(
         .challenge(&negotiate, [0x5a; 8], now, &id)
         .map_err(|e| bad(&e))?;
     ch.send(&ts::encode(&challenge)).await?;
-    let c2 = read(ch.recv_der().await?)?;
+    let c2 = ch.recv_ts_request().await?;
     log.step("got C2 (AUTHENTICATE)");
     if let Some(f) = fail(CredsspStep::AfterC2) {
         return fail_credssp(ch, f).await;
@@ -543,7 +541,7 @@ async fn real_credssp(
     }
     ch.send(&ts::encode(&leg.pubkey_reply().map_err(|e| bad(&e))?))
         .await?;
-    let c3 = read(ch.recv_der().await?)?;
+    let c3 = ch.recv_ts_request().await?;
     log.step("got C3 (TSCredentials)");
     if let Some(f) = fail(CredsspStep::AfterC3) {
         return fail_credssp(ch, f).await;

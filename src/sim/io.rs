@@ -256,6 +256,17 @@ impl Chan {
     }
 
     /// The next DER element (a TSRequest), tag and length included.
+    /// One whole TSRequest, decoded (real CredSSP peers).
+    pub(crate) async fn recv_ts_request(
+        &mut self,
+    ) -> Result<crate::wire::credssp::TsRequest, Stop> {
+        let raw = self.recv_der().await?;
+        match crate::wire::credssp::decode(&raw) {
+            Ok(Some((t, _))) => Ok(t),
+            _ => Err(Stop::Unexpected("undecodable TSRequest".to_owned())),
+        }
+    }
+
     pub(crate) async fn recv_der(&mut self) -> Result<Vec<u8>, Stop> {
         while self.plain.len() < 2 {
             self.fill_plain().await?;

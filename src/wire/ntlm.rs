@@ -209,6 +209,24 @@ pub fn filetime_to_unix(ticks: u64) -> i64 {
         .saturating_sub(FILETIME_UNIX_EPOCH_SECS)
 }
 
+/// Time since the unix epoch as a Windows FILETIME (MsvAvTimestamp).
+pub fn unix_to_filetime(since_epoch: std::time::Duration) -> u64 {
+    let secs = since_epoch
+        .as_secs()
+        .saturating_add(FILETIME_UNIX_EPOCH_SECS.unsigned_abs());
+    secs.saturating_mul(10_000_000)
+        .saturating_add(u64::from(since_epoch.subsec_nanos() / 100))
+}
+
+/// The NegotiateFlags of a NEGOTIATE_MESSAGE (`None` when it is not one, or is cut).
+pub fn negotiate_flags(msg: &[u8]) -> Option<NegotiateFlags> {
+    if message_type(msg)? != NEGOTIATE_MESSAGE {
+        return None;
+    }
+    let b = msg.get(12..16)?.first_chunk::<4>()?;
+    Some(NegotiateFlags(u32::from_le_bytes(*b)))
+}
+
 /// AvId names (MS-NLMP 2.2.2.1).
 pub fn av_id_name(id: u16) -> &'static str {
     match id {
@@ -638,6 +656,13 @@ mod tests {
         assert_eq!(windows_name(3, 1, 0), None);
         assert_eq!(filetime_to_unix(116_444_736_000_000_000), 0);
         assert_eq!(filetime_to_unix(0), -11_644_473_600);
+        let d = std::time::Duration::new(1_795_000_000, 123_456_700);
+        assert_eq!(
+            unix_to_filetime(std::time::Duration::ZERO),
+            116_444_736_000_000_000
+        );
+        assert_eq!(filetime_to_unix(unix_to_filetime(d)), 1_795_000_000);
+        assert_eq!(unix_to_filetime(d) % 10_000_000, 1_234_567);
     }
 
     proptest! {

@@ -9,7 +9,7 @@
 use super::{Draft, PerDir, Session, ev};
 use crate::session::events::EventKind;
 use crate::session::verdict::{Facts, Outcome};
-use crate::session::{Direction, Micros, Phase, Side};
+use crate::session::{Direction, Micros, Phase};
 use crate::wire::credssp::{self, TsRequest};
 use crate::wire::x224::Protocols;
 use crate::wire::{mcs, tpkt, x509};
@@ -407,32 +407,7 @@ impl Session {
             ));
             return d;
         }
-        match closer {
-            Some((Side::Host, kind, _)) => self.draft(
-                "mcs.host_disconnected",
-                Outcome::Failed,
-                format!(
-                    "the host closed ({}) during the {}",
-                    kind.name().to_uppercase(),
-                    self.phase.title()
-                ),
-            ),
-            Some((side, kind, _)) => self.draft(
-                "closed_early",
-                Outcome::Failed,
-                format!(
-                    "the {} closed ({}) during the {}",
-                    side.name(),
-                    kind.name().to_uppercase(),
-                    self.phase.title()
-                ),
-            ),
-            None => self.draft(
-                "closed_early",
-                Outcome::Unknown,
-                format!("in progress: {}", self.phase.title()),
-            ),
-        }
+        self.closed_in_phase(closer)
     }
 
     /// For close evidence under terminated TLS: the decrypted bytes that direction carried.
@@ -475,7 +450,7 @@ pub(super) fn eua_name(v: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{CloseKind, ExperimentSetup, SessionConfig};
+    use crate::session::{CloseKind, ExperimentSetup, SessionConfig, Side};
 
     fn ts(fields: &[u8]) -> Vec<u8> {
         // SEQUENCE { [0] INTEGER 6, fields... }
